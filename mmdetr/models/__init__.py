@@ -1,0 +1,16 @@
+# Copyright (c) mmdetr contributors. All rights reserved.
+from .detr import DETR
+from .detr_head import DETRHead
+from .hungarian_assigner import HungarianAssigner
+from .match_cost import BBoxL1Cost, ClassificationCost, IoUCost
+from .positional_encoding import (LearnedPositionalEncoding,
+                                  SinePositionalEncoding)
+from .transformer import (DetrTransformer, DetrTransformerDecoderLayer,
+                          DetrTransformerEncoderLayer)
+
+__all__ = [
+    'DETR', 'DETRHead', 'HungarianAssigner', 'ClassificationCost',
+    'BBoxL1Cost', 'IoUCost', 'SinePositionalEncoding',
+    'LearnedPositionalEncoding', 'DetrTransformer',
+    'DetrTransformerEncoderLayer', 'DetrTransformerDecoderLayer'
+]

@@ -1,0 +1,100 @@
+# Copyright (c) mmdetr contributors. All rights reserved.
+"""The DETR detector: backbone -> DETRHead."""
+from typing import List, Optional, Tuple
+
+from mmdet.models.detectors.base import BaseDetector
+from torch import Tensor
+
+from mmdetr.registry import MODELS, build_model
+
+
+@MODELS.register_module()
+class DETR(BaseDetector):
+    """End-to-End Object Detection with Transformers (Carion et al., 2020).
+
+    A single-stage detector: the backbone's last feature map goes to
+    :class:`DETRHead`, which owns the projection, the transformer and the
+    predictors. Works with mmdet 3.x data samples and
+    ``DetDataPreprocessor``, in the runner's ``loss``, ``predict`` and
+    ``tensor`` modes.
+
+    Args:
+        backbone (dict): Backbone config, e.g. mmdet's ``ResNet`` with
+            ``out_indices=(3, )``.
+        bbox_head (dict): :class:`DETRHead` config.
+        neck (dict, optional): A neck between backbone and head; DETR has
+            none. Defaults to None.
+        train_cfg (dict, optional): Passed to the head (``assigner``).
+        test_cfg (dict, optional): Passed to the head (``max_per_img``).
+        data_preprocessor (dict, optional): e.g. ``DetDataPreprocessor``.
+        init_cfg (dict, optional): Defaults to None.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 bbox_head: dict,
+                 neck: Optional[dict] = None,
+                 train_cfg: Optional[dict] = None,
+                 test_cfg: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg=None) -> None:
+        super().__init__(
+            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.backbone = build_model(backbone)
+        self.neck = build_model(neck) if neck is not None else None
+        bbox_head = dict(bbox_head)
+        if train_cfg is not None:
+            bbox_head['train_cfg'] = train_cfg
+        if test_cfg is not None:
+            bbox_head['test_cfg'] = test_cfg
+        self.bbox_head = build_model(bbox_head)
+        self.train_cfg = train_cfg
+        self.test_cfg = test_cfg
+
+    def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor, ...]:
+        """Backbone (and neck) features, each (bs, c, h, w)."""
+        x = self.backbone(batch_inputs)
+        if self.neck is not None:
+            x = self.neck(x)
+        return x
+
+    @staticmethod
+    def _img_metas(batch_data_samples) -> List[dict]:
+        return [data_sample.metainfo for data_sample in batch_data_samples]
+
+    def loss(self, batch_inputs: Tensor, batch_data_samples) -> dict:
+        """Losses of a batch.
+
+        Args:
+            batch_inputs (Tensor): Padded images, has shape (bs, 3, H, W).
+            batch_data_samples (list[DetDataSample]): With ``gt_instances``
+                and the meta set by ``DetDataPreprocessor``
+                (``img_shape``, ``batch_input_shape``).
+
+        Returns:
+            dict[str, Tensor]: see :meth:`DETRHead.loss`.
+        """
+        img_metas = self._img_metas(batch_data_samples)
+        outs = self.bbox_head(self.extract_feat(batch_inputs), img_metas)
+        gt_bboxes = [ds.gt_instances.bboxes for ds in batch_data_samples]
+        gt_labels = [ds.gt_instances.labels for ds in batch_data_samples]
+        return self.bbox_head.loss(*outs, gt_bboxes, gt_labels, img_metas)
+
+    def predict(self,
+                batch_inputs: Tensor,
+                batch_data_samples,
+                rescale: bool = True):
+        """Detections of a batch, written into ``pred_instances`` of each
+        data sample (boxes in original-image pixels when ``rescale``)."""
+        img_metas = self._img_metas(batch_data_samples)
+        outs = self.bbox_head(self.extract_feat(batch_inputs), img_metas)
+        results = self.bbox_head.get_bboxes(*outs, img_metas, rescale=rescale)
+        return self.add_pred_to_datasample(batch_data_samples, results)
+
+    def _forward(self, batch_inputs: Tensor, batch_data_samples=None):
+        """Raw head outputs: per level, all-layer class scores and boxes."""
+        if batch_data_samples is None:
+            raise ValueError('DETR needs data samples (with img_shape and '
+                             'batch_input_shape) to build its padding mask')
+        img_metas = self._img_metas(batch_data_samples)
+        return self.bbox_head(self.extract_feat(batch_inputs), img_metas)
