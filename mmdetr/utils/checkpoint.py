@@ -49,6 +49,14 @@ def _history_buffer_getattr(obj, name: str):
         f'getattr({obj!r}, {name!r}) is not allowed in a checkpoint')
 
 
+def register_trusted_checkpoint_globals() -> None:
+    """Allowlist the trusted classes for every ``weights_only`` load in this
+    process (mmengine's resume and ``load_from`` call ``torch.load`` with
+    torch's default, ``weights_only=True``). Nothing else is allowed, and
+    ``weights_only`` stays on."""
+    torch.serialization.add_safe_globals(trusted_checkpoint_globals())
+
+
 class UnsafeCheckpointError(RuntimeError):
     """A checkpoint holds objects that are not on the allowlist."""
 

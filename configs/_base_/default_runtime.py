@@ -1,0 +1,30 @@
+# Runner settings shared by every mmdetr config.
+# mmdetr's model dicts carry _scope_='mmdetr'; everything else (datasets,
+# transforms, metrics, hooks, visualiser) resolves in mmdet's scope.
+default_scope = 'mmdet'
+custom_imports = dict(imports=['mmdetr'], allow_failed_imports=False)
+
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=50),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    visualization=dict(type='DetVisualizationHook'))
+
+# dist_cfg's backend is switched to gloo automatically by tools/train.py and
+# tools/test.py on machines without CUDA.
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    dist_cfg=dict(backend='nccl'),
+)
+
+vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(
+    type='DetLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+log_processor = dict(type='LogProcessor', window_size=50, by_epoch=True)
+
+log_level = 'INFO'
+load_from = None
+resume = False

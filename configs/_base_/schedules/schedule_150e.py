@@ -1,0 +1,26 @@
+# DETR, 150 epochs: AdamW 1e-4 (backbone 1e-5), weight decay 1e-4, gradient
+# clipping at L2 norm 0.1, lr x0.1 at epoch 100.
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=0.0001, weight_decay=0.0001),
+    clip_grad=dict(max_norm=0.1, norm_type=2),
+    paramwise_cfg=dict(
+        custom_keys={'backbone': dict(lr_mult=0.1, decay_mult=1.0)}))
+
+max_epochs = 150
+train_cfg = dict(
+    type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+param_scheduler = [
+    dict(
+        type='MultiStepLR',
+        begin=0,
+        end=max_epochs,
+        by_epoch=True,
+        milestones=[100],
+        gamma=0.1)
+]
+# The lr above is for 8 GPUs x 2 images; `tools/train.py --auto-scale-lr`
+# scales it linearly to the actual total batch size.
+auto_scale_lr = dict(enable=False, base_batch_size=16)

@@ -1,0 +1,171 @@
+# Copyright (c) mmdetr contributors. All rights reserved.
+"""Test (and evaluate) a checkpoint.
+
+    python tools/test.py CONFIG CHECKPOINT --eval bbox
+    python tools/test.py CONFIG CHECKPOINT --out results.pkl
+    python tools/test.py CONFIG CHECKPOINT --format-only \
+        --eval-options jsonfile_prefix=work_dirs/test_dev/detr
+    python tools/test.py CONFIG CHECKPOINT --show-dir vis --show-score-thr 0.5
+    bash tools/dist_test.sh CONFIG CHECKPOINT 8 --eval bbox
+
+``--eval bbox`` runs COCO box evaluation (pycocotools through mmdet's
+CocoMetric) and prints the 12-line AP/AR table and the copypaste line.
+Without ``--eval`` the config's ``test_evaluator`` runs.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.runner import Runner
+
+from mmdetr.utils import setup_launcher
+
+EVAL_METRICS = ('bbox', )
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Test a detector')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='where to write logs/metrics')
+    parser.add_argument(
+        '--eval',
+        nargs='+',
+        choices=EVAL_METRICS,
+        help='evaluate these metrics on the test set (COCO "bbox")')
+    parser.add_argument(
+        '--out', help='dump the raw detections to this .pkl file')
+    parser.add_argument(
+        '--format-only',
+        action='store_true',
+        help='only write a COCO results json (e.g. for test-dev), no '
+        'evaluation; set the file prefix with --eval-options '
+        'jsonfile_prefix=PATH')
+    parser.add_argument(
+        '--eval-options',
+        nargs='+',
+        action=DictAction,
+        default={},
+        help='options for the evaluator, e.g. jsonfile_prefix=PATH '
+        'classwise=True')
+    parser.add_argument(
+        '--show', action='store_true', help='show results in a window')
+    parser.add_argument(
+        '--show-dir', help='write images with the drawn detections here')
+    parser.add_argument(
+        '--show-score-thr',
+        type=float,
+        default=0.3,
+        help='draw detections scoring at least this (default 0.3)')
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='seconds per shown image')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config keys, e.g. test_dataloader.batch_size=4')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def _evaluators(cfg: Config) -> list:
+    ev = cfg.get('test_evaluator')
+    if ev is None:
+        return []
+    return list(ev) if isinstance(ev, (list, tuple)) else [ev]
+
+
+def _coco_metric(cfg: Config) -> ConfigDict:
+    """The config's CocoMetric, or one built for the test dataset."""
+    for ev in _evaluators(cfg):
+        if ev.get('type', '').split('.')[-1] == 'CocoMetric':
+            return ev
+    dataset = cfg.test_dataloader.dataset
+    ann_file = dataset.get('ann_file')
+    if not ann_file:
+        sys.exit('test.py: --eval bbox needs test_dataloader.dataset.'
+                 'ann_file (a COCO json) in the config')
+    return ConfigDict(
+        type='CocoMetric',
+        ann_file=osp.join(dataset.get('data_root', ''), ann_file))
+
+
+def build_cfg(args) -> Config:
+    for path, what in ((args.config, 'config'), (args.checkpoint,
+                                                  'checkpoint')):
+        if not osp.isfile(path):
+            sys.exit(f'test.py: {what} file not found: {path}')
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        sys.exit(f'test.py: --out must end with .pkl or .pickle, got '
+                 f'{args.out}')
+    if args.format_only and args.eval:
+        sys.exit('test.py: --format-only writes results without '
+                 'evaluating; do not combine it with --eval')
+
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+
+    options = dict(args.eval_options)
+    if 'jsonfile_prefix' in options:  # the mmdet 2.x name
+        options['outfile_prefix'] = options.pop('jsonfile_prefix')
+    if args.eval or args.format_only:
+        metric = _coco_metric(cfg)
+        metric.update(options)
+        if args.eval:
+            metric.metric = list(args.eval)
+            metric.format_only = False
+        else:
+            metric.format_only = True
+            metric.setdefault('outfile_prefix',
+                              osp.join(cfg.work_dir, 'results'))
+        cfg.test_evaluator = [metric]
+    elif options:
+        for ev in _evaluators(cfg):
+            ev.update(options)
+
+    if args.out is not None:
+        cfg.test_evaluator = _evaluators(cfg) + [
+            ConfigDict(type='DumpDetResults', out_file_path=args.out)
+        ]
+
+    if args.show or args.show_dir:
+        hook = cfg.default_hooks.get('visualization')
+        if hook is None:
+            sys.exit('test.py: --show/--show-dir need the '
+                     'default_hooks.visualization hook in the config')
+        hook.draw = True
+        hook.show = args.show
+        hook.wait_time = args.wait_time
+        hook.score_thr = args.show_score_thr
+        if args.show_dir:
+            hook.test_out_dir = osp.abspath(args.show_dir)
+    return cfg
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    cfg = build_cfg(args)
+    setup_launcher(cfg, args.launcher)
+    runner = Runner.from_cfg(cfg)
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()
