@@ -11,6 +11,8 @@ _base_ = [
     'mmdet::_base_/default_runtime.py'
 ]
 custom_imports = dict(imports=['mmdetr'], allow_failed_imports=False)
+# optional: stop early when num_classes and the dataset disagree
+custom_hooks = [dict(type='mmdetr.DataCheckHook')]
 
 model = dict(
     _scope_='mmdetr',

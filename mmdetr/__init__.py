@@ -5,6 +5,6 @@ Importing the package registers its components in mmdetr's registries
 (children of mmdet's); see :mod:`mmdetr.registry`.
 """
 from .version import __version__, version_info
-from . import models  # noqa: F401,E402  registers the components
+from . import datasets, engine, models  # noqa: F401,E402  registers them
 
 __all__ = ['__version__', 'version_info']

@@ -32,11 +32,11 @@ TASK_UTILS = _child(mmdet_registry.TASK_UTILS, _LOCATIONS)
 
 # The rest of the runner's registries, so that default_scope='mmdetr' finds
 # mmdet's datasets, transforms, metrics, hooks ... through the parent.
-RUNNERS = _child(mmdet_registry.RUNNERS)
+RUNNERS = _child(mmdet_registry.RUNNERS, ['mmdetr.engine'])
 RUNNER_CONSTRUCTORS = _child(mmdet_registry.RUNNER_CONSTRUCTORS)
 LOOPS = _child(mmdet_registry.LOOPS)
-HOOKS = _child(mmdet_registry.HOOKS)
-DATASETS = _child(mmdet_registry.DATASETS)
+HOOKS = _child(mmdet_registry.HOOKS, ['mmdetr.engine'])
+DATASETS = _child(mmdet_registry.DATASETS, ['mmdetr.datasets'])
 DATA_SAMPLERS = _child(mmdet_registry.DATA_SAMPLERS)
 TRANSFORMS = _child(mmdet_registry.TRANSFORMS)
 MODEL_WRAPPERS = _child(mmdet_registry.MODEL_WRAPPERS)

@@ -4,6 +4,13 @@
 Nothing is downloaded; every model is randomly initialised.
 """
 import copy
+import glob
+import json
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -319,3 +326,46 @@ def coco_root(tmp_path_factory):
     write_coco_split(str(root), 'train', 6, seed=1)
     write_coco_split(str(root), 'val', 3, seed=2)
     return root
+
+
+# ---------------------------------------------------------------- tools
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TESTS = osp.join(ROOT, 'tests')
+
+
+def run(*cmd, env=None, check=True, timeout=600):
+    full_env = dict(os.environ)
+    full_env['PYTHONPATH'] = os.pathsep.join(
+        [ROOT, TESTS, full_env.get('PYTHONPATH', '')])
+    full_env.update(env or {})
+    proc = subprocess.run([str(c) for c in cmd], cwd=ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f'{cmd} exited {proc.returncode}\n'
+                             f'{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}')
+    return proc
+
+
+def train(cfg, work_dir, *extra, check=True):
+    return run(sys.executable, 'tools/train.py', cfg, '--work-dir', work_dir,
+               *extra, check=check)
+
+
+def copypaste_ap(output: str) -> str:
+    found = re.findall(r'bbox_mAP_copypaste: ([\d. -]+)', output)
+    assert found, output[-3000:]
+    return found[-1].strip()
+
+
+def scalars(work_dir):
+    files = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
+    assert files, f'no scalars log under {work_dir}'
+    with open(sorted(files)[-1]) as f:
+        return [json.loads(line) for line in f]
+
+
+def load_ckpt(path):
+    from mmdetr.utils import load_checkpoint_file
+    return load_checkpoint_file(path)
+
+

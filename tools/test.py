@@ -18,8 +18,9 @@ import os.path as osp
 import sys
 
 from mmengine.config import Config, ConfigDict, DictAction
-from mmengine.runner import Runner
 
+from mmdetr.engine import Runner
+from mmdetr.registry import RUNNERS
 from mmdetr.utils import setup_launcher
 
 EVAL_METRICS = ('bbox', )
@@ -163,7 +164,9 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = build_cfg(args)
     setup_launcher(cfg, args.launcher)
-    runner = Runner.from_cfg(cfg)
+    # mmdetr's Runner: atomic checkpoint saves, safe loading
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else \
+        Runner.from_cfg(cfg)
     runner.test()
 
 

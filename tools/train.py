@@ -12,8 +12,9 @@ import os.path as osp
 import sys
 
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
 
+from mmdetr.engine import Runner, find_latest_checkpoint
+from mmdetr.registry import RUNNERS
 from mmdetr.utils import setup_launcher
 
 
@@ -84,8 +85,14 @@ def build_cfg(args) -> Config:
         cfg.auto_scale_lr.enable = True
 
     if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
+        # the newest complete checkpoint (a save cut short by a kill never
+        # is one: saves are atomic); none -> train from scratch, as mmengine
+        latest = find_latest_checkpoint(cfg.work_dir)
+        if latest is None:
+            print(f'train.py: --resume: no checkpoint in {cfg.work_dir}, '
+                  'starting from scratch')
+        cfg.resume = latest is not None
+        cfg.load_from = latest
     elif args.resume is not None:
         if not osp.isfile(args.resume):
             sys.exit(f'train.py: --resume checkpoint not found: '
@@ -99,7 +106,9 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = build_cfg(args)
     setup_launcher(cfg, args.launcher)
-    runner = Runner.from_cfg(cfg)
+    # mmdetr's Runner: atomic checkpoint saves, safe loading
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else \
+        Runner.from_cfg(cfg)
     runner.train()
 
 

@@ -20,6 +20,10 @@ env_cfg = dict(
     dist_cfg=dict(backend='nccl'),
 )
 
+# stop at the start when num_classes and the dataset disagree or images
+# are missing
+custom_hooks = [dict(type='mmdetr.DataCheckHook')]
+
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(
     type='DetLocalVisualizer', vis_backends=vis_backends, name='visualizer')

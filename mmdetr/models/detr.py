@@ -1,8 +1,11 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 """The DETR detector: backbone -> DETRHead."""
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
+import torch
+import torch.distributed as dist
 from mmdet.models.detectors.base import BaseDetector
+from mmengine.logging import MessageHub
 from torch import Tensor
 
 from mmdetr.registry import MODELS, build_model
@@ -90,6 +93,35 @@ class DETR(BaseDetector):
         outs = self.bbox_head(self.extract_feat(batch_inputs), img_metas)
         results = self.bbox_head.get_bboxes(*outs, img_metas, rescale=rescale)
         return self.add_pred_to_datasample(batch_data_samples, results)
+
+    def parse_losses(self, losses: Dict[str, Tensor]):
+        """Sum the losses as mmengine does, but stop on a non-finite one.
+
+        Runs before ``backward`` and the optimizer step, so a NaN/inf loss
+        never reaches the weights (nor, therefore, any checkpoint). In
+        distributed training every rank learns of it, so none is left
+        waiting in an all-reduce.
+
+        Raises:
+            FloatingPointError: naming the iteration and the loss keys.
+        """
+        loss, log_vars = super().parse_losses(losses)
+        bad = [k for k, v in losses.items() if 'loss' in k
+               and not torch.isfinite(torch.as_tensor(v).detach()).all()]
+        flag = loss.new_tensor(float(bool(bad)))
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() > 0:
+            it = MessageHub.get_current_instance().get_info('iter')
+            where = f'iteration {it + 1}' if it is not None else 'this step'
+            raise FloatingPointError(
+                f'non-finite loss at {where}: '
+                + (', '.join(f'{k}={float(torch.as_tensor(losses[k]).sum())}'
+                             for k in bad) or 'on another rank')
+                + '. Training stopped before the optimizer step; the last '
+                'checkpoint is intact: fix the cause (lr, data, AMP) and '
+                'continue with tools/train.py ... --resume')
+        return loss, log_vars
 
     def _forward(self, batch_inputs: Tensor, batch_data_samples=None):
         """Raw head outputs: per level, all-layer class scores and boxes."""

@@ -25,7 +25,13 @@ def solve_assignment(cost: Tensor):
     if linear_sum_assignment is None:
         raise ImportError('HungarianAssigner needs scipy: '
                           '`pip install scipy` (it is in requirements/).')
-    return linear_sum_assignment(cost.detach().cpu().numpy())
+    cost = cost.detach().float().cpu()
+    if not torch.isfinite(cost).all():
+        # a diverged model predicts NaN; match anyway so that the loss, not
+        # scipy, reports it (DETR.parse_losses stops training with the
+        # iteration and the loss key)
+        cost = torch.nan_to_num(cost, nan=1e8, posinf=1e8, neginf=-1e8)
+    return linear_sum_assignment(cost.numpy())
 
 
 @TASK_UTILS.register_module()

@@ -1,5 +1,7 @@
 # COCO 2017 detection, laid out as data/coco/{annotations,train2017,val2017}.
-dataset_type = 'CocoDataset'
+# mmdet's CocoDataset plus checks: bad boxes and unknown categories are
+# counted and reported, broken files are named (mmdetr/datasets/coco.py)
+dataset_type = 'mmdetr.CocoDataset'
 data_root = 'data/coco/'
 backend_args = None
 

@@ -1,0 +1,4 @@
+# Copyright (c) mmdetr contributors. All rights reserved.
+from .coco import AnnotationFileError, CocoDataset
+
+__all__ = ['AnnotationFileError', 'CocoDataset']
