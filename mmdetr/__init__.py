@@ -2,9 +2,11 @@
 """mmdetr: DETR as an OpenMMLab (mmdet 3.x) registry plugin.
 
 Importing the package registers its components in mmdetr's registries
-(children of mmdet's); see :mod:`mmdetr.registry`.
+(children of mmdet's), see :mod:`mmdetr.registry`, and the checkpoint prefix
+``mmdetr-convert://`` (:mod:`mmdetr.utils.checkpoint_scheme`).
 """
 from .version import __version__, version_info
-from . import datasets, engine, models  # noqa: F401,E402  registers them
+# registers the components, and the checkpoint prefix 'mmdetr-convert://'
+from . import datasets, engine, models, utils  # noqa: F401,E402
 
 __all__ = ['__version__', 'version_info']

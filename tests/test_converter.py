@@ -1,18 +1,29 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 """tools/model_converters/detr_to_mmdetr.py on checkpoints the test makes."""
+import argparse
 import os.path as osp
+import pickle
 import runpy
 import sys
 
 import pytest
 import torch
 
-from conftest import build_mmdet, build_mmdetr, make_batch
+from conftest import (build_mmdet, build_mmdetr, make_batch, mmdet_cfg,
+                      mmdetr_cfg)
 from mmdetr.utils import load_checkpoint_file
 from mmdetr.utils.convert import convert_state_dict
+from reference_detr import official_state_dict
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOL = osp.join(ROOT, 'tools', 'model_converters', 'detr_to_mmdetr.py')
+
+
+def write_config(tmp_path, model_cfg, name='tiny_detr.py'):
+    """A config file holding only ``model``, as the tool's --config."""
+    path = tmp_path / name
+    path.write_text(f'model = {model_cfg!r}\n')
+    return path
 
 
 def run_tool(*args):
@@ -40,7 +51,8 @@ def test_mmdet3_checkpoint_converts_and_loads_strictly(tmp_path, capsys):
                     state_dict=ref.state_dict(),
                     message_hub=dict(log=history)), src)
     dst = tmp_path / 'out' / 'mmdetr_detr.pth'
-    assert run_tool(src, dst, '--from', 'mmdet3') == 0
+    assert run_tool(src, dst, '--from', 'mmdet3', '--config',
+                    write_config(tmp_path, mmdetr_cfg())) == 0
     assert 'mmdet3 -> mmdetr' in capsys.readouterr().out
 
     ours = build_mmdetr()
@@ -88,3 +100,83 @@ def test_malicious_checkpoint_is_refused_and_not_run(tmp_path):
     with pytest.raises(UnsafeCheckpointError, match='evil.pth'):
         load_checkpoint_file(str(src))
     assert not marker.exists()
+
+
+def official_checkpoint(tmp_path, **arch):
+    """An official-layout file as facebookresearch/detr's main.py saves it:
+    ``model``, ``optimizer``, ``epoch`` and the ``argparse.Namespace`` of its
+    command line under ``args``."""
+    arch = dict(dict(depth=18, d=64, ffn=128, enc=2, dec=2, queries=20),
+                **arch)
+    state_dict = official_state_dict(**arch)
+    args = argparse.Namespace(
+        backbone=f'resnet{arch["depth"]}', dilation=False,
+        position_embedding='sine', hidden_dim=arch['d'], nheads=4,
+        dim_feedforward=arch['ffn'], enc_layers=arch['enc'],
+        dec_layers=arch['dec'], num_queries=arch['queries'], pre_norm=False,
+        lr=1e-4, dataset_file='coco')
+    path = tmp_path / 'detr-official.pth'
+    torch.save(dict(model=state_dict, optimizer={}, epoch=499, args=args),
+               path)
+    return path, state_dict
+
+
+def test_official_checkpoint_converts_to_mmdetr_and_mmdet3(tmp_path, capsys):
+    src, official = official_checkpoint(tmp_path)
+    # the Namespace is really in there: torch's default allowlist refuses it
+    with pytest.raises(pickle.UnpicklingError, match='Namespace'):
+        torch.load(src, weights_only=True)
+
+    dst = tmp_path / 'mmdetr.pth'
+    cfg = mmdetr_cfg(num_classes=80)
+    assert run_tool(src, dst, '--config', write_config(tmp_path, cfg)) == 0
+    out = capsys.readouterr().out
+    assert 'detected layout: official' in out
+    assert 'the 80 COCO classes' in out
+    assert "'nheads': 4" in out and "'dilation': False" in out
+    assert 'loads strictly' in out
+    saved = load_checkpoint_file(str(dst))
+    assert saved['meta']['converted_from'] == 'official'
+    model = build_mmdetr(cfg)
+    model.load_state_dict(saved['state_dict'], strict=True)
+    for key, value in convert_state_dict(official, 'official').items():
+        assert torch.equal(saved['state_dict'][key], value), key
+
+    dst3 = tmp_path / 'mmdet3.pth'
+    assert run_tool(src, dst3, '--to', 'mmdet3', '--config',
+                    write_config(tmp_path, mmdet_cfg(num_classes=80),
+                                 'mmdet.py')) == 0
+    assert 'official -> mmdet3' in capsys.readouterr().out
+    build_mmdet(num_classes=80).load_state_dict(
+        load_checkpoint_file(str(dst3))['state_dict'], strict=True)
+
+
+def test_keys_that_do_not_load_strictly_are_named(tmp_path):
+    src, _ = official_checkpoint(tmp_path)
+    dst = tmp_path / 'x.pth'
+    # 5 classes and 3 decoder layers in the config, 80 and 2 in the weights
+    code = run_tool(src, dst, '--config',
+                    write_config(tmp_path, mmdetr_cfg(num_classes=5, dec=3)))
+    assert 'does not load strictly' in str(code)
+    assert 'missing' in str(code)
+    assert 'decoder_layers.2.' in str(code)
+    assert 'bbox_head.fc_cls.weight: checkpoint (81, 64), model (6, 64)' \
+        in str(code)
+    assert not dst.exists()
+
+
+@pytest.mark.slow
+def test_full_size_official_r50_loads_into_the_default_configs():
+    """The real checkpoint's shapes (R50, 6+6 layers, 256 dims, 100 queries,
+    92 logits) load strictly into the tool's default targets:
+    configs/detr_r50_8x2_150e_coco.py and mmdet's detr_r50_8xb2-150e_coco.py
+    (in process: the file handling is tested above on small files)."""
+    tool = runpy.run_path(TOOL)
+    official = official_state_dict(
+        depth=50, d=256, ffn=2048, enc=6, dec=6, queries=100)
+    for target, config in tool['DEFAULT_CONFIGS'].items():
+        model = tool['build_target_model'](config)
+        converted = convert_state_dict(official, 'official', target)
+        assert tool['strict_load_problems'](model, converted) == [], target
+        assert torch.equal(model.state_dict()['backbone.layer4.2.bn3.bias'],
+                           official['backbone.0.body.layer4.2.bn3.bias'])

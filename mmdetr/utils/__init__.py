@@ -2,10 +2,14 @@
 from .checkpoint import (UnsafeCheckpointError, load_checkpoint_file,
                          register_trusted_checkpoint_globals,
                          trusted_checkpoint_globals)
+from .checkpoint_scheme import PREFIX as CONVERT_PREFIX
+from .convert import (CheckpointLayoutError, convert_state_dict,
+                      detect_layout)
 from .setup_env import setup_launcher
 
 __all__ = [
     'UnsafeCheckpointError', 'load_checkpoint_file',
     'trusted_checkpoint_globals', 'register_trusted_checkpoint_globals',
-    'setup_launcher'
+    'CONVERT_PREFIX', 'CheckpointLayoutError', 'convert_state_dict',
+    'detect_layout', 'setup_launcher'
 ]

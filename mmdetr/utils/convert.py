@@ -1,7 +1,16 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 """Key layouts of DETR checkpoints and conversion between them.
 
-mmdetr's layout (the model's ``state_dict``)::
+Four layouts are known; every conversion goes through mmdetr's:
+
+============  ===========================================================
+``mmdetr``    this package's ``DETR.state_dict()``
+``mmdet3``    mmdet 3.x ``DETR`` (``neck.convs.0.conv``, ``encoder.layers``)
+``mmdet2``    mmdet 2.x ``DETR`` (``bbox_head.transformer.encoder.layers``)
+``official``  facebookresearch/detr (``backbone.0.body``, ``class_embed``)
+============  ===========================================================
+
+mmdetr's layout::
 
     backbone.*                                   mmdet ResNet
     bbox_head.input_proj.{weight,bias}           1x1 conv to embed_dims
@@ -13,78 +22,337 @@ mmdetr's layout (the model's ``state_dict``)::
     bbox_head.query_embedding.weight
     bbox_head.positional_encoding.*              (learned encoding only)
     bbox_head.fc_cls.*, bbox_head.reg_ffn.{0,2}.*, bbox_head.fc_reg.*
+
+Each layout is a table of key templates, ``(mmdetr's, the layout's)``, read
+left to right to convert to mmdetr and right to left to convert back. In a
+template ``{i}`` stands for a layer index and ``{p}`` for the rest of the key
+(``weight``, ``in_proj_bias``, ``out_proj.weight`` ...). Renaming never changes
+a tensor; the official layout also needs two changes of content
+(:func:`_official_to_mmdetr`).
 """
 import re
 from collections import OrderedDict
-from typing import Dict, List, Tuple
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable, Dict, List, Optional, Tuple
 
+import torch
 from torch import Tensor
 
-# (mmdet 3.x pattern, mmdetr replacement), tried in order; first match wins.
-_MMDET3_RULES: List[Tuple[str, str]] = [
-    (r'^backbone\.', 'backbone.'),
-    (r'^neck\.convs\.0\.conv\.', 'bbox_head.input_proj.'),
-    (r'^positional_encoding\.', 'bbox_head.positional_encoding.'),
-    (r'^query_embedding\.', 'bbox_head.query_embedding.'),
-    (r'^(encoder|decoder)\.layers\.(\d+)\.(self_attn|cross_attn)\.attn\.',
-     r'bbox_head.transformer.\1_layers.\2.\3.'),
-    (r'^(encoder|decoder)\.layers\.(\d+)\.ffn\.layers\.0\.0\.',
-     r'bbox_head.transformer.\1_layers.\2.linear1.'),
-    (r'^(encoder|decoder)\.layers\.(\d+)\.ffn\.layers\.1\.',
-     r'bbox_head.transformer.\1_layers.\2.linear2.'),
-    (r'^(encoder|decoder)\.layers\.(\d+)\.norms\.(\d)\.',
-     lambda m: f'bbox_head.transformer.{m[1]}_layers.{m[2]}.'
-     f'norm{int(m[3]) + 1}.'),
-    (r'^decoder\.post_norm\.', 'bbox_head.transformer.decoder_norm.'),
-    # mmcv FFN: layers.j.0 (Linear inside Sequential) for hidden layers,
-    # layers.n-1 for the last; ours is a flat Sequential(Linear, ReLU, ...)
-    (r'^bbox_head\.reg_ffn\.layers\.(\d+)(\.0)?\.',
-     lambda m: f'bbox_head.reg_ffn.{2 * int(m[1])}.'),
-    (r'^bbox_head\.(fc_cls|fc_reg)\.', r'bbox_head.\1.'),
-]
+# The 80 category ids COCO uses, in COCO's class order (the order of mmdet's
+# CocoDataset classes). The official classifier has one logit per id 0..90
+# (11 of them never used) and a last one for no-object.
+COCO_CATEGORY_IDS: Tuple[int, ...] = (
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21,
+    22, 23, 24, 25, 27, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42,
+    43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61,
+    62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84,
+    85, 86, 87, 88, 89, 90)
+OFFICIAL_COCO_LOGITS = 92  # ids 0..90 + no-object
 
-LAYOUTS = ('mmdet3', )
+_ENC = 'bbox_head.transformer.encoder_layers.{i}.'
+_DEC = 'bbox_head.transformer.decoder_layers.{i}.'
+_ENC_PARTS = ('self_attn', 'linear1', 'linear2', 'norm1', 'norm2')
+_DEC_PARTS = ('self_attn', 'cross_attn', 'linear1', 'linear2', 'norm1',
+              'norm2', 'norm3')
+
+Rules = Tuple[Tuple[str, str], ...]
 
 
-def _apply_rules(key: str, rules) -> str:
-    for pattern, repl in rules:
-        new_key, n = re.subn(pattern, repl, key, count=1)
-        if n:
-            return new_key
-    return None
+def _layer_rules(encoder: str, decoder: str, parts: Dict[str, str]) -> Rules:
+    """Rules for the parts of every encoder and decoder layer.
+
+    Args:
+        encoder, decoder (str): The layout's prefix of layer ``{i}``.
+        parts (dict): mmdetr's part name -> the layout's (``'self_attn'`` ->
+            ``'self_attn.attn'`` ...).
+    """
+    return tuple((_ENC + f'{part}.{{p}}', encoder + f'{parts[part]}.{{p}}')
+                 for part in _ENC_PARTS) + tuple(
+                     (_DEC + f'{part}.{{p}}', decoder + f'{parts[part]}.{{p}}')
+                     for part in _DEC_PARTS)
+
+
+# mmcv's FFN: layers.0.0 is the hidden Linear (inside a Sequential with the
+# activation), layers.1 the output Linear.
+_MMCV_FFN = {'linear1': 'ffn.layers.0.0', 'linear2': 'ffn.layers.1'}
+_MMCV_NORMS = {'norm1': 'norms.0', 'norm2': 'norms.1', 'norm3': 'norms.2'}
+# DETR's box MLP: our flat Sequential (Linear, ReLU, Linear, ReLU) + fc_reg
+# is mmcv's FFN (layers.0.0, layers.1) + fc_reg in mmdet 2.x and 3.x.
+_MMDET_BOX_HEAD: Rules = (
+    ('bbox_head.fc_cls.{p}', 'bbox_head.fc_cls.{p}'),
+    ('bbox_head.reg_ffn.0.{p}', 'bbox_head.reg_ffn.layers.0.0.{p}'),
+    ('bbox_head.reg_ffn.2.{p}', 'bbox_head.reg_ffn.layers.1.{p}'),
+    ('bbox_head.fc_reg.{p}', 'bbox_head.fc_reg.{p}'),
+)
+
+_MMDET3: Rules = (
+    ('backbone.{p}', 'backbone.{p}'),
+    ('bbox_head.input_proj.{p}', 'neck.convs.0.conv.{p}'),
+    ('bbox_head.positional_encoding.{p}', 'positional_encoding.{p}'),
+    ('bbox_head.query_embedding.{p}', 'query_embedding.{p}'),
+    *_layer_rules(
+        'encoder.layers.{i}.', 'decoder.layers.{i}.', {
+            'self_attn': 'self_attn.attn',
+            'cross_attn': 'cross_attn.attn',
+            **_MMCV_FFN,
+            **_MMCV_NORMS
+        }),
+    ('bbox_head.transformer.decoder_norm.{p}', 'decoder.post_norm.{p}'),
+    *_MMDET_BOX_HEAD,
+)
+
+_MMDET2: Rules = (
+    ('backbone.{p}', 'backbone.{p}'),
+    ('bbox_head.input_proj.{p}', 'bbox_head.input_proj.{p}'),
+    ('bbox_head.positional_encoding.{p}',
+     'bbox_head.positional_encoding.{p}'),
+    ('bbox_head.query_embedding.{p}', 'bbox_head.query_embedding.{p}'),
+    *_layer_rules(
+        'bbox_head.transformer.encoder.layers.{i}.',
+        'bbox_head.transformer.decoder.layers.{i}.', {
+            'self_attn': 'attentions.0.attn',
+            'cross_attn': 'attentions.1.attn',
+            'linear1': 'ffns.0.layers.0.0',
+            'linear2': 'ffns.0.layers.1',
+            **_MMCV_NORMS
+        }),
+    ('bbox_head.transformer.decoder_norm.{p}',
+     'bbox_head.transformer.decoder.post_norm.{p}'),
+    *_MMDET_BOX_HEAD,
+)
+
+_OFFICIAL: Rules = (
+    # torchvision's ResNet names its parts as mmdet's does (conv1, bn1,
+    # layerX.Y.convZ/bnZ, downsample.0/1); only the prefix differs.
+    ('backbone.{p}', 'backbone.0.body.{p}'),
+    ('bbox_head.input_proj.{p}', 'input_proj.{p}'),
+    ('bbox_head.query_embedding.{p}', 'query_embed.{p}'),
+    *_layer_rules(
+        'transformer.encoder.layers.{i}.', 'transformer.decoder.layers.{i}.',
+        {
+            **{part: part
+               for part in _DEC_PARTS},
+            'cross_attn': 'multihead_attn',
+        }),
+    ('bbox_head.transformer.encoder_norm.{p}', 'transformer.encoder.norm.{p}'),
+    ('bbox_head.transformer.decoder_norm.{p}', 'transformer.decoder.norm.{p}'),
+    ('bbox_head.fc_cls.{p}', 'class_embed.{p}'),
+    ('bbox_head.reg_ffn.0.{p}', 'bbox_embed.layers.0.{p}'),
+    ('bbox_head.reg_ffn.2.{p}', 'bbox_embed.layers.1.{p}'),
+    ('bbox_head.fc_reg.{p}', 'bbox_embed.layers.2.{p}'),
+)
+
+# mmdetr's own keys: the left side of the tables (identity rules).
+_MMDETR: Rules = tuple(
+    (ours, ours)
+    for ours in dict.fromkeys(ours for table in (_MMDET3, _OFFICIAL)
+                              for ours, _ in table))
+
+
+class CheckpointLayoutError(ValueError):
+    """A state dict does not fit the layout it is converted from or to."""
+
+
+def _official_to_mmdetr(state_dict: 'OrderedDict[str, Tensor]',
+                        notes: List[str]) -> 'OrderedDict[str, Tensor]':
+    """The two content changes of official -> mmdetr (keys already renamed).
+
+    1. COCO classifier: official DETR has 92 logits, one per COCO category id
+       0..90 plus no-object; mmdet's COCO classes are the 80 ids in use, in
+       order. Keep those rows and the no-object row. Any other size (a model
+       fine-tuned on another dataset) is kept as is.
+    2. Frozen BatchNorm: official ``FrozenBatchNorm2d`` has no
+       ``num_batches_tracked``; mmdet's ResNet uses ``nn.BatchNorm2d``, which
+       has it. Add it as 0 so the result loads strictly. Harmless: it is
+       read only in training mode with ``momentum=None``, and DETR's backbone
+       BN is frozen (eval mode, ``norm_eval=True``); it never changes the
+       output.
+    """
+    out = OrderedDict()
+    added = 0
+    for key, value in state_dict.items():
+        if key in ('bbox_head.fc_cls.weight', 'bbox_head.fc_cls.bias') and \
+                len(value) == OFFICIAL_COCO_LOGITS:
+            value = value[list(COCO_CATEGORY_IDS) + [OFFICIAL_COCO_LOGITS - 1]]
+        out[key] = value
+        if key.startswith('backbone.') and key.endswith('.running_var'):
+            tracked = key[:-len('running_var')] + 'num_batches_tracked'
+            if tracked not in state_dict:
+                out[tracked] = torch.tensor(0, dtype=torch.long)
+                added += 1
+    num_logits = len(state_dict['bbox_head.fc_cls.weight']) \
+        if 'bbox_head.fc_cls.weight' in state_dict else None
+    if num_logits == OFFICIAL_COCO_LOGITS:
+        notes.append(
+            'classifier: 92 official logits (COCO category ids 0..90 + '
+            'no-object) -> the 80 COCO classes in COCO\'s order + no-object')
+    elif num_logits is not None:
+        notes.append(
+            f'classifier: {num_logits} logits, not COCO\'s 92: kept as they '
+            f'are (num_classes={num_logits - 1}, no-object last)')
+    if added:
+        notes.append(
+            f'backbone: added num_batches_tracked=0 to {added} frozen '
+            'BatchNorm layers (official FrozenBatchNorm2d has none; frozen '
+            'BN never reads it)')
+    return out
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A checkpoint key layout.
+
+    Attributes:
+        name (str): As given to ``--from`` / ``--to``.
+        title (str): Who writes checkpoints in this layout.
+        rules (tuple): ``(mmdetr template, this layout's template)`` pairs;
+            the first whose template matches the whole key is used.
+        to_mmdetr (callable, optional): Content changes after renaming to
+            mmdetr's keys: ``(state_dict, notes) -> state_dict``.
+        can_target (bool): Whether mmdetr's keys can be converted to this
+            layout.
+    """
+    name: str
+    title: str
+    rules: Rules
+    to_mmdetr: Optional[Callable] = None
+    can_target: bool = True
+
+
+LAYOUTS: Dict[str, Layout] = {
+    layout.name: layout
+    for layout in (
+        Layout('official', 'facebookresearch/detr', _OFFICIAL,
+               _official_to_mmdetr, can_target=False),
+        Layout('mmdet3', 'mmdet 3.x DETR', _MMDET3),
+        Layout('mmdet2', 'mmdet 2.x DETR', _MMDET2, can_target=False),
+        Layout('mmdetr', 'mmdetr DETR', _MMDETR),
+    )
+}
+SOURCES = tuple(LAYOUTS)
+TARGETS = tuple(name for name, layout in LAYOUTS.items() if layout.can_target)
+
+
+def _template_regex(template: str) -> 're.Pattern':
+    """``'a.{i}.b.{p}'`` -> ``^a\\.(?P<i>\\d+)\\.b\\.(?P<p>.+)$``."""
+    groups = {'{i}': r'(?P<i>\d+)', '{p}': r'(?P<p>.+)'}
+    parts = re.split(r'(\{[ip]\})', template)
+    return re.compile('^' + ''.join(
+        groups.get(part, re.escape(part)) for part in parts) + '$')
+
+
+@lru_cache(maxsize=None)
+def _compile(rules: Rules, to_mmdetr: bool) -> List[Tuple['re.Pattern', str]]:
+    """Source-side regexes and target-side templates of a table."""
+    return [(_template_regex(theirs if to_mmdetr else ours),
+             ours if to_mmdetr else theirs) for ours, theirs in rules]
+
+
+def _rename(state_dict: Dict[str, Tensor], rules: Rules, to_mmdetr: bool
+            ) -> Tuple['OrderedDict[str, Tensor]', List[str]]:
+    """Rename every key by the first rule that matches it.
+
+    Returns:
+        tuple: the renamed state dict and the keys no rule matched.
+    """
+    compiled = _compile(rules, to_mmdetr)
+    renamed, unplaced = OrderedDict(), []
+    for key, value in state_dict.items():
+        for pattern, target in compiled:
+            match = pattern.match(key)
+            if match:
+                new_key = target.format(**match.groupdict())
+                if new_key in renamed:
+                    raise CheckpointLayoutError(
+                        f'two keys map to {new_key!r}; the second is {key!r}')
+                renamed[new_key] = value
+                break
+        else:
+            unplaced.append(key)
+    return renamed, unplaced
+
+
+def detect_layout(state_dict: Dict[str, Tensor]) -> str:
+    """The one known layout that places every key of ``state_dict``.
+
+    Raises:
+        CheckpointLayoutError: no layout places every key (the message names
+            the closest layout and a few keys it cannot place), or several
+            do.
+    """
+    if not state_dict:
+        raise CheckpointLayoutError('the checkpoint holds no weights')
+    unplaced = {
+        name: _rename(state_dict, layout.rules, to_mmdetr=True)[1]
+        for name, layout in LAYOUTS.items()
+    }
+    fits = [name for name, keys in unplaced.items() if not keys]
+    if len(fits) == 1:
+        return fits[0]
+    if len(fits) > 1:
+        raise CheckpointLayoutError(
+            f'the keys fit several layouts ({", ".join(fits)}); name one '
+            'with --from')
+    closest = min(unplaced, key=lambda name: len(unplaced[name]))
+    keys = unplaced[closest]
+    raise CheckpointLayoutError(
+        f'unknown checkpoint layout: none of {", ".join(LAYOUTS)} places '
+        f'every key. Closest is {closest}, which cannot place {len(keys)} of '
+        f'{len(state_dict)} keys, e.g. {keys[:5]}')
 
 
 def convert_state_dict(state_dict: Dict[str, Tensor],
-                       src: str) -> 'OrderedDict[str, Tensor]':
-    """Rename the keys of a ``src``-layout state dict to mmdetr's.
+                       src: str,
+                       dst: str = 'mmdetr',
+                       notes: Optional[List[str]] = None
+                       ) -> 'OrderedDict[str, Tensor]':
+    """Convert a state dict from layout ``src`` to layout ``dst``.
 
     Args:
-        state_dict (dict): Model weights in the source layout.
-        src (str): One of :data:`LAYOUTS`.
+        state_dict (dict): Model weights in the ``src`` layout.
+        src (str): One of :data:`SOURCES`, or ``'auto'``
+            (:func:`detect_layout`).
+        dst (str): One of :data:`TARGETS`. Defaults to ``'mmdetr'``.
+        notes (list, optional): Receives one line per change that is more than
+            a renaming (and the detected layout with ``'auto'``).
 
     Returns:
-        OrderedDict: the same tensors under mmdetr's keys.
+        OrderedDict: the same tensors (the official classifier: a selection of
+        its rows) under ``dst``'s keys.
 
     Raises:
-        KeyError: some keys have no place in mmdetr's layout; the message
-            names a few of them.
+        CheckpointLayoutError: an unknown layout name, or keys that have no
+            place in the source or target layout (the message names a few).
     """
-    rules = {'mmdet3': _MMDET3_RULES}.get(src)
-    if rules is None:
-        raise ValueError(f'unknown checkpoint layout {src!r}; expected one '
-                         f'of {LAYOUTS}')
-    converted, unplaced = OrderedDict(), []
-    for key, value in state_dict.items():
-        new_key = _apply_rules(key, rules)
-        if new_key is None:
-            unplaced.append(key)
-        else:
-            converted[new_key] = value
+    notes = [] if notes is None else notes
+    if src == 'auto':
+        src = detect_layout(state_dict)
+        notes.append(f'detected layout: {src} ({LAYOUTS[src].title})')
+    if src not in LAYOUTS:
+        raise CheckpointLayoutError(
+            f'unknown source layout {src!r}; expected auto or one of '
+            f'{SOURCES}')
+    if dst not in TARGETS:
+        raise CheckpointLayoutError(
+            f'cannot convert to {dst!r}; expected one of {TARGETS}')
+    source = LAYOUTS[src]
+    ours, unplaced = _rename(state_dict, source.rules, to_mmdetr=True)
     if unplaced:
-        raise KeyError(
-            f'{len(unplaced)} keys of the {src} checkpoint have no place in '
-            f'mmdetr\'s DETR, e.g. {unplaced[:5]}')
-    return converted
+        raise CheckpointLayoutError(
+            f'{len(unplaced)} of {len(state_dict)} keys of the {src} '
+            f'checkpoint have no place in mmdetr\'s DETR, e.g. '
+            f'{unplaced[:5]}')
+    if source.to_mmdetr is not None:
+        ours = source.to_mmdetr(ours, notes)
+    if dst == 'mmdetr':
+        return ours
+    theirs, unplaced = _rename(ours, LAYOUTS[dst].rules, to_mmdetr=False)
+    if unplaced:
+        raise CheckpointLayoutError(
+            f'{len(unplaced)} keys have no place in {LAYOUTS[dst].title}, '
+            f'e.g. {unplaced[:5]}')
+    return theirs
 
 
 def extract_state_dict(checkpoint) -> Dict[str, Tensor]:

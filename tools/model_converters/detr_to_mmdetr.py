@@ -1,12 +1,19 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
-"""Convert a DETR checkpoint to mmdetr's key layout.
+"""Convert a DETR checkpoint between layouts (official, mmdet 2.x/3.x, mmdetr).
 
-    python tools/model_converters/detr_to_mmdetr.py SRC DST --from mmdet3
+    python tools/model_converters/detr_to_mmdetr.py SRC DST \\
+        [--from auto|official|mmdet3|mmdet2|mmdetr] [--to mmdetr|mmdet3] \\
+        [--config CONFIG]
 
-SRC is loaded with ``weights_only=True`` (nothing in it is executed); DST is
-written atomically and gets only the converted weights plus a small ``meta``.
+SRC is loaded with ``weights_only=True`` (nothing in it is executed). With
+``--from auto`` (the default) the layout is detected from the keys. The
+converted weights are then loaded strictly into the target model, built from
+``--config`` (default: mmdetr's R50 config, or mmdet 3.x's for
+``--to mmdet3``); DST is written, atomically, only if no key is missing,
+unexpected or of the wrong shape.
 """
 import argparse
+import copy
 import os
 import os.path as osp
 import sys
@@ -14,21 +21,45 @@ import sys
 import torch
 
 from mmdetr.utils import load_checkpoint_file
-from mmdetr.utils.convert import (LAYOUTS, convert_state_dict,
-                                  extract_state_dict)
+from mmdetr.utils.convert import (LAYOUTS, SOURCES, TARGETS,
+                                  CheckpointLayoutError, convert_state_dict,
+                                  detect_layout, extract_state_dict)
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DEFAULT_CONFIGS = {
+    'mmdetr': osp.join(ROOT, 'configs', 'detr_r50_8x2_150e_coco.py'),
+    'mmdet3': 'mmdet::detr/detr_r50_8xb2-150e_coco.py',
+}
+# Fields of the official ``args`` that the weights do not show but a config
+# must match (heads, dilation) or that say which config fits.
+OFFICIAL_ARGS = ('backbone', 'dilation', 'position_embedding', 'hidden_dim',
+                 'nheads', 'dim_feedforward', 'enc_layers', 'dec_layers',
+                 'num_queries', 'pre_norm')
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description='Convert a DETR checkpoint to mmdetr\'s layout')
+        description='Convert a DETR checkpoint between the official, mmdet '
+        '2.x/3.x and mmdetr layouts')
     parser.add_argument('src', help='source checkpoint file')
-    parser.add_argument('dst', help='where to write the mmdetr checkpoint')
+    parser.add_argument('dst', help='where to write the converted checkpoint')
     parser.add_argument(
         '--from',
         dest='src_layout',
-        default='mmdet3',
-        choices=LAYOUTS,
-        help='layout of SRC (default: mmdet3)')
+        default='auto',
+        choices=('auto', ) + SOURCES,
+        help='layout of SRC (default: detect it from the keys)')
+    parser.add_argument(
+        '--to',
+        dest='dst_layout',
+        default='mmdetr',
+        choices=TARGETS,
+        help='layout of DST (default: mmdetr)')
+    parser.add_argument(
+        '--config',
+        help='config whose model the result must load into strictly '
+        '(default: configs/detr_r50_8x2_150e_coco.py for mmdetr, mmdet\'s '
+        'detr/detr_r50_8xb2-150e_coco.py for mmdet3)')
     return parser.parse_args(argv)
 
 
@@ -43,6 +74,42 @@ def save_atomic(obj, path: str) -> None:
             os.remove(tmp)
 
 
+def build_target_model(config: str):
+    """The model of ``config``, built as the runner builds it (weights not
+    initialised: nothing is downloaded)."""
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, DefaultScope
+    if config.startswith('mmdet::'):
+        from mmengine.hub import get_config
+        cfg = get_config(config)
+    else:
+        cfg = Config.fromfile(config)
+    import mmdet.models  # noqa: F401  registers mmdet's modules
+    with DefaultScope.overwrite_default_scope(
+            cfg.get('default_scope', 'mmdet')):
+        return MODELS.build(copy.deepcopy(cfg.model))
+
+
+def strict_load_problems(model, state_dict) -> list:
+    """Lines naming the keys that keep ``state_dict`` from loading strictly
+    into ``model`` (none: it has loaded)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [
+        f'{k}: checkpoint {tuple(v.shape)}, model {tuple(own[k].shape)}'
+        for k, v in state_dict.items() if k in own and v.shape != own[k].shape
+    ]
+    problems = []
+    for what, keys in (('missing', missing), ('unexpected', unexpected),
+                       ('of another shape', shapes)):
+        if keys:
+            problems.append(f'{len(keys)} keys {what}, e.g. {keys[:5]}')
+    if not problems:
+        model.load_state_dict(state_dict, strict=True)
+    return problems
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if osp.abspath(args.src) == osp.abspath(args.dst):
@@ -50,20 +117,49 @@ def main(argv=None) -> int:
                  'overwrite the source')
     if not osp.isfile(args.src):
         sys.exit(f'detr_to_mmdetr: no such file: {args.src}')
-    state_dict = extract_state_dict(load_checkpoint_file(args.src))
+    checkpoint = load_checkpoint_file(args.src)
+    state_dict = extract_state_dict(checkpoint)
+    if not isinstance(state_dict, dict):
+        sys.exit(f'detr_to_mmdetr: {args.src} holds no state dict')
+    notes = []
     try:
-        converted = convert_state_dict(state_dict, args.src_layout)
-    except KeyError as e:
-        sys.exit(f'detr_to_mmdetr: {args.src}: {e.args[0]}')
-    dst_dir = osp.dirname(osp.abspath(args.dst))
-    os.makedirs(dst_dir, exist_ok=True)
+        src_layout = args.src_layout
+        if src_layout == 'auto':
+            src_layout = detect_layout(state_dict)
+            print(f'detected layout: {src_layout} '
+                  f'({LAYOUTS[src_layout].title})')
+        converted = convert_state_dict(state_dict, src_layout,
+                                       args.dst_layout, notes)
+    except CheckpointLayoutError as e:
+        sys.exit(f'detr_to_mmdetr: {args.src}: {e}')
+    for note in notes:
+        print(note)
+    official_args = isinstance(checkpoint, dict) and checkpoint.get('args')
+    if src_layout == 'official' and official_args is not None:
+        hints = {k: getattr(official_args, k) for k in OFFICIAL_ARGS
+                 if hasattr(official_args, k)}
+        print(f'official training args (the config must match): {hints}')
+
+    config = args.config or DEFAULT_CONFIGS[args.dst_layout]
+    problems = strict_load_problems(build_target_model(config), converted)
+    if problems:
+        sys.exit(f'detr_to_mmdetr: the converted {args.src} does not load '
+                 f'strictly into the model of {config}: ' +
+                 '; '.join(problems) +
+                 '. Pass --config with the architecture of the checkpoint '
+                 '(depth, layers, dims, queries, classes).')
+    print(f'loads strictly into the model of {config}')
+
+    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
     save_atomic(
         dict(
             state_dict=converted,
-            meta=dict(converted_from=args.src_layout,
-                      source=osp.basename(args.src))), args.dst)
-    print(f'converted {len(converted)} tensors ({args.src_layout} -> '
-          f'mmdetr): {args.dst}')
+            meta=dict(
+                converted_from=src_layout,
+                converted_to=args.dst_layout,
+                source=osp.basename(args.src))), args.dst)
+    print(f'converted {len(converted)} tensors ({src_layout} -> '
+          f'{args.dst_layout}): {args.dst}')
     return 0
 
 
