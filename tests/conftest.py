@@ -11,6 +11,7 @@ import os.path as osp
 import re
 import subprocess
 import sys
+import uuid
 
 import pytest
 import torch
@@ -313,6 +314,9 @@ default_hooks = dict(logger=dict(interval=1),
                      checkpoint=dict(interval=1, max_keep_ckpts=-1))
 log_processor = dict(window_size=1)
 randomness = dict(seed=0)
+# the visualizer is a process-wide named instance: a fresh name per config
+# keeps runners built in one test process from logging into each other's dirs
+visualizer = dict(name='visualizer_{uuid.uuid4().hex[:8]}')
 ''' + extra
     with open(path, 'w') as f:
         f.write(text)
