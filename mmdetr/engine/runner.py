@@ -7,6 +7,7 @@ import pickle
 import re
 from typing import Optional
 
+from mmengine.dist import master_only
 from mmengine.runner import Runner as MMEngineRunner
 
 from mmdetr.registry import RUNNERS
@@ -34,6 +35,7 @@ class Runner(MMEngineRunner):
         register_trusted_checkpoint_globals()
         super().__init__(*args, **kwargs)
 
+    @master_only  # as mmengine's: only rank 0 writes
     def save_checkpoint(self, out_dir: str, filename: str, *args, **kwargs):
         if not _is_local(out_dir):
             return super().save_checkpoint(out_dir, filename, *args,
