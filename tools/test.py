@@ -19,9 +19,7 @@ import sys
 
 from mmengine.config import Config, ConfigDict, DictAction
 
-from mmdetr.engine import Runner
-from mmdetr.registry import RUNNERS
-from mmdetr.utils import setup_launcher
+from mmdetr.utils.setup_env import add_runner_args, build_runner, load_config
 
 EVAL_METRICS = ('bbox', )
 
@@ -62,17 +60,7 @@ def parse_args(argv=None):
         help='draw detections scoring at least this (default 0.3)')
     parser.add_argument(
         '--wait-time', type=float, default=2, help='seconds per shown image')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config keys, e.g. test_dataloader.batch_size=4')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_runner_args(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
@@ -101,10 +89,8 @@ def _coco_metric(cfg: Config) -> ConfigDict:
 
 
 def build_cfg(args) -> Config:
-    for path, what in ((args.config, 'config'), (args.checkpoint,
-                                                  'checkpoint')):
-        if not osp.isfile(path):
-            sys.exit(f'test.py: {what} file not found: {path}')
+    if not osp.isfile(args.checkpoint):
+        sys.exit(f'test.py: checkpoint file not found: {args.checkpoint}')
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         sys.exit(f'test.py: --out must end with .pkl or .pickle, got '
                  f'{args.out}')
@@ -112,14 +98,8 @@ def build_cfg(args) -> Config:
         sys.exit('test.py: --format-only writes results without '
                  'evaluating; do not combine it with --eval')
 
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args.config, args.cfg_options, args.work_dir,
+                      'test.py')
     cfg.load_from = args.checkpoint
     cfg.resume = False
 
@@ -163,10 +143,7 @@ def build_cfg(args) -> Config:
 def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = build_cfg(args)
-    setup_launcher(cfg, args.launcher)
-    # mmdetr's Runner: atomic checkpoint saves, safe loading
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else \
-        Runner.from_cfg(cfg)
+    runner = build_runner(cfg, args.launcher)
     runner.test()
 
 

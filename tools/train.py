@@ -11,11 +11,10 @@ import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
-from mmdetr.engine import Runner, find_latest_checkpoint
-from mmdetr.registry import RUNNERS
-from mmdetr.utils import setup_launcher
+from mmdetr.engine import find_latest_checkpoint
+from mmdetr.utils.setup_env import add_runner_args, build_runner, load_config
 
 
 def parse_args(argv=None):
@@ -36,37 +35,15 @@ def parse_args(argv=None):
         action='store_true',
         help='scale the lr linearly from auto_scale_lr.base_batch_size to '
         'the actual total batch size')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config keys, e.g. train_cfg.max_epochs=12 '
-        'model.bbox_head.num_classes=3')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_runner_args(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
 
 
 def build_cfg(args) -> Config:
-    if not osp.isfile(args.config):
-        sys.exit(f'train.py: config file not found: {args.config}')
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-
-    # work dir: CLI > config > ./work_dirs/<config name>
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args.config, args.cfg_options, args.work_dir,
+                      'train.py')
 
     if args.amp:
         import torch
@@ -105,10 +82,7 @@ def build_cfg(args) -> Config:
 def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = build_cfg(args)
-    setup_launcher(cfg, args.launcher)
-    # mmdetr's Runner: atomic checkpoint saves, safe loading
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else \
-        Runner.from_cfg(cfg)
+    runner = build_runner(cfg, args.launcher)
     runner.train()
 
 

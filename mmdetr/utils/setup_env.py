@@ -7,12 +7,15 @@ would call ``torch.cuda.set_device`` and die, so the process group is
 initialised here with gloo before the Runner is built (mmengine then skips
 its own initialisation) and DDP is told there are no device ids.
 """
+import argparse
 import os
+import os.path as osp
 import subprocess
+import sys
 
 import torch
 import torch.distributed as dist
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 
 from .checkpoint import register_trusted_checkpoint_globals
 
@@ -74,3 +77,47 @@ def setup_launcher(cfg: Config, launcher: str) -> None:
         find_unused_parameters=cfg.get('find_unused_parameters', False))
     wrapper['device_ids'] = None  # CPU modules take no device ids
     cfg.model_wrapper_cfg = wrapper
+
+
+def add_runner_args(parser: argparse.ArgumentParser) -> None:
+    """The options every runner tool shares: --cfg-options, --launcher."""
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config keys, e.g. train_cfg.max_epochs=12 '
+        'model.bbox_head.num_classes=3')
+    parser.add_argument(
+        '--launcher', choices=LAUNCHERS, default='none', help='job launcher')
+    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def load_config(path: str, cfg_options=None, work_dir=None,
+                tool: str = 'mmdetr') -> Config:
+    """Read a config, apply ``--cfg-options`` and settle the work dir
+    (``work_dir`` > the config's > ``./work_dirs/<config name>``)."""
+    if not osp.isfile(path):
+        sys.exit(f'{tool}: config file not found: {path}')
+    cfg = Config.fromfile(path)
+    if cfg_options is not None:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(path))[0])
+    return cfg
+
+
+def build_runner(cfg: Config, launcher: str):
+    """Set up ``launcher`` and build the config's runner: ``runner_type``
+    if given, else mmdetr's Runner (atomic checkpoint saves, safe loading).
+    """
+    from mmdetr.engine import Runner
+    from mmdetr.registry import RUNNERS
+    os.environ.setdefault('LOCAL_RANK', '0')
+    setup_launcher(cfg, launcher)
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
