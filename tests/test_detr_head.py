@@ -131,3 +131,70 @@ def test_head_rejects_mismatched_positional_encoding():
                              num_decoder_layers=1, feedforward_channels=16),
             positional_encoding=dict(type='SinePositionalEncoding',
                                      num_feats=8))
+
+
+def head_outputs_and_targets(model, data):
+    inputs = preprocess(model, data, True)
+    metas = [s.metainfo for s in inputs['data_samples']]
+    outs = model.bbox_head(model.extract_feat(inputs['inputs']), metas)
+    gt_bboxes = [s.gt_instances.bboxes for s in inputs['data_samples']]
+    gt_labels = [s.gt_instances.labels for s in inputs['data_samples']]
+    return outs, gt_bboxes, gt_labels, metas
+
+
+def test_batched_matching_gives_the_per_image_losses():
+    """loss() matches every layer and image in one batched pass; loss_single
+    without assignments runs the assigner per image (mmdet's way); both give
+    the same losses. One image has more boxes (25) than queries (20)."""
+    torch.manual_seed(0)
+    model = build_mmdetr()
+    model.train()
+    outs, gt_bboxes, gt_labels, metas = head_outputs_and_targets(
+        model, make_batch(num_boxes=(3, 25), seed=1))
+    head = model.bbox_head
+    losses = head.loss(*outs, gt_bboxes, gt_labels, metas)
+    cls_scores, bbox_preds = outs[0][-1], outs[1][-1]
+    for layer, prefix in enumerate(['d0.', '']):
+        per_image = head.loss_single(cls_scores[layer], bbox_preds[layer],
+                                     gt_bboxes, gt_labels, metas)
+        for name, value in zip(['loss_cls', 'loss_bbox', 'loss_iou'],
+                               per_image):
+            assert value.item() > 0
+            torch.testing.assert_close(
+                losses[prefix + name], value, rtol=0, atol=0)
+
+
+def test_loss_runs_in_float32_from_half_precision_outputs():
+    """Under mixed precision the head's outputs arrive in half precision;
+    matching and losses still run in float32 (box areas of an 800x1066
+    image overflow float16): the losses equal those of the same outputs cast
+    to float32."""
+    torch.manual_seed(0)
+    head = build_mmdetr().bbox_head
+    gen = torch.Generator().manual_seed(0)
+    cls_scores = torch.randn(2, 2, 20, 6, generator=gen).half()
+    bbox_preds = torch.rand(2, 2, 20, 4, generator=gen).half()
+    bbox_preds[..., 2:] = bbox_preds[..., 2:] * 0.5 + 0.2
+    metas = [dict(img_shape=(800, 1066), batch_input_shape=(800, 1066)),
+             dict(img_shape=(736, 981), batch_input_shape=(800, 1066))]
+    gt_bboxes = [torch.tensor([[10., 20., 900., 700.], [5., 5., 500., 400.]]),
+                 torch.tensor([[100., 100., 950., 720.]])]
+    gt_labels = [torch.tensor([1, 3]), torch.tensor([0])]
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        half = head.loss([cls_scores], [bbox_preds], gt_bboxes, gt_labels,
+                         metas)
+    full = head.loss([cls_scores.float()], [bbox_preds.float()], gt_bboxes,
+                     gt_labels, metas)
+    assert set(half) == set(full)
+    for key, value in full.items():
+        assert half[key].dtype == torch.float32, key
+        assert torch.isfinite(value) and value.item() > 0, key
+        torch.testing.assert_close(half[key], value, rtol=0, atol=0,
+                                   msg=key)
+
+
+def test_predict_runs_in_inference_mode():
+    torch.manual_seed(0)
+    model = build_mmdetr().eval()
+    results = model.test_step(make_batch(num_boxes=(0, 0)))
+    assert results[0].pred_instances.bboxes.is_inference()

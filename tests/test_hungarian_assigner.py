@@ -97,3 +97,107 @@ def test_missing_scipy_gives_install_hint(monkeypatch):
     monkeypatch.setattr(mod, 'linear_sum_assignment', None)
     with pytest.raises(ImportError, match='pip install scipy'):
         solve_assignment(torch.zeros(2, 2))
+
+
+def batch_of_instances(num_sets, num_preds, num_gts_list, gen, sizes,
+                       num_classes=4):
+    """Predictions for ``num_sets`` decoder layers of a batch, as the head
+    hands them to ``assign_batch``, and each image's ground truths."""
+    scores = torch.randn(num_sets, len(num_gts_list), num_preds,
+                         num_classes + 1, generator=gen)
+    bboxes, gt_labels, gt_bboxes, metas = [], [], [], []
+    for (h, w), num_gts in zip(sizes, num_gts_list):
+        xy = torch.rand(num_sets, num_preds, 2, generator=gen) * 0.6
+        wh = torch.rand(num_sets, num_preds, 2, generator=gen) * 0.3 + 0.05
+        factor = torch.tensor([w, h, w, h], dtype=torch.float32)
+        bboxes.append(torch.cat([xy, xy + wh], -1) * factor)
+        gxy = torch.rand(num_gts, 2, generator=gen) * 0.6
+        gwh = torch.rand(num_gts, 2, generator=gen) * 0.3 + 0.05
+        gt_bboxes.append(torch.cat([gxy, gxy + gwh], -1) * factor)
+        gt_labels.append(
+            torch.randint(0, num_classes, (num_gts, ), generator=gen))
+        metas.append(dict(img_shape=(h, w)))
+    return scores, torch.stack(bboxes, 1), gt_labels, gt_bboxes, metas
+
+
+def assert_same_result(batched, single):
+    assert batched.num_gts == single.num_gts
+    assert torch.equal(batched.gt_inds, single.gt_inds)
+    assert torch.equal(batched.labels, single.labels)
+
+
+@pytest.mark.parametrize('costs', [
+    COSTS,
+    [dict(type='BBoxL1Cost', weight=1.0, box_format='xyxy'),
+     dict(type='IoUCost', iou_mode='iou', weight=3.0)],
+])
+def test_batch_assignment_equals_per_image_assignment(costs, gen):
+    """One batched call for 3 layers x 5 images gives, for every (layer,
+    image), what ``assign`` gives for that image alone; the images have no
+    ground truth, fewer, as many, and more ground truths than the 6
+    predictions."""
+    num_gts = [0, 2, 6, 9, 4]
+    sizes = [(120, 160), (300, 200), (64, 64), (480, 640), (100, 333)]
+    scores, bboxes, gt_labels, gt_bboxes, metas = batch_of_instances(
+        3, 6, num_gts, gen, sizes)
+    assigner = HungarianAssigner(costs)
+    results = assigner.assign_batch(scores, bboxes, gt_labels, gt_bboxes,
+                                    metas)
+    assert len(results) == 3 and all(len(r) == 5 for r in results)
+    for n in range(3):
+        for i in range(5):
+            single = assigner.assign(
+                InstanceData(scores=scores[n, i], bboxes=bboxes[n, i]),
+                InstanceData(labels=gt_labels[i], bboxes=gt_bboxes[i]),
+                metas[i])
+            assert_same_result(results[n][i], single)
+            matched = (single.gt_inds > 0).sum().item()
+            assert matched == min(6, num_gts[i])
+    # the layers really differ, so equality above is not by accident
+    assert not torch.equal(results[0][3].gt_inds, results[1][3].gt_inds)
+
+
+def test_batch_assignment_without_any_ground_truth(gen):
+    scores, bboxes, gt_labels, gt_bboxes, metas = batch_of_instances(
+        2, 5, [0, 0], gen, [(50, 60), (70, 80)])
+    results = HungarianAssigner(COSTS).assign_batch(scores, bboxes,
+                                                    gt_labels, gt_bboxes,
+                                                    metas)
+    for result in (r for layer in results for r in layer):
+        assert result.num_gts == 0
+        assert (result.gt_inds == 0).all() and (result.labels == -1).all()
+
+
+def test_batch_assignment_with_mmdet_costs_falls_back_per_image(gen):
+    """Costs without ``batched`` (mmdet's own, through the registry) still
+    work, image by image, with the same answer."""
+    from mmdet.models.task_modules.assigners import match_cost as mmdet_costs
+    scores, bboxes, gt_labels, gt_bboxes, metas = batch_of_instances(
+        2, 5, [3, 7], gen, [(50, 60), (70, 80)])
+    theirs = HungarianAssigner([
+        mmdet_costs.ClassificationCost(weight=1.),
+        mmdet_costs.BBoxL1Cost(weight=5., box_format='xywh'),
+        mmdet_costs.IoUCost(iou_mode='giou', weight=2.)
+    ])
+    assert not theirs._batchable()
+    ours = HungarianAssigner(COSTS)
+    expected = ours.assign_batch(scores, bboxes, gt_labels, gt_bboxes, metas)
+    results = theirs.assign_batch(scores, bboxes, gt_labels, gt_bboxes,
+                                  metas)
+    for got_layer, want_layer in zip(results, expected):
+        for got, want in zip(got_layer, want_layer):
+            assert_same_result(got, want)
+
+
+def test_batch_assignment_checks_lengths(gen):
+    scores, bboxes, gt_labels, gt_bboxes, metas = batch_of_instances(
+        1, 5, [1, 2], gen, [(50, 60), (70, 80)])
+    with pytest.raises(ValueError, match='2 images but 1 label lists'):
+        HungarianAssigner(COSTS).assign_batch(scores, bboxes, gt_labels[:1],
+                                              gt_bboxes, metas)
+
+
+def test_l1_cost_without_image_size_is_named(gen):
+    pred, gt = random_instances(4, 2, gen)
+    with pytest.raises(ValueError, match='img_shape'):
+        HungarianAssigner(COSTS).assign(pred, gt, None)

@@ -88,3 +88,33 @@ def test_bad_cost_options_are_named():
         BBoxL1Cost(box_format='cxcy')
     with pytest.raises(ValueError, match='iou_mode'):
         IoUCost(iou_mode='diou')
+
+
+def test_costs_broadcast_per_image_ground_truths():
+    """batched() scores (layers, images, preds) against ground truths padded
+    per image (images, gts), each image in its own size: block i equals the
+    one-image call for image i."""
+    gen = torch.Generator().manual_seed(0)
+    sizes = [(100, 200), (300, 120)]
+    scores = torch.randn(3, 2, 4, 6, generator=gen)
+    boxes = torch.rand(3, 2, 4, 2, generator=gen) * 50
+    boxes = torch.cat([boxes, boxes + 10 + torch.rand(3, 2, 4, 2,
+                                                      generator=gen) * 40], -1)
+    gt_boxes = torch.rand(2, 5, 2, generator=gen) * 50
+    gt_boxes = torch.cat([gt_boxes, gt_boxes + 20], -1)
+    gt_labels = torch.randint(0, 5, (2, 5), generator=gen)
+    factor = torch.tensor([[[w, h, w, h]] for h, w in sizes],
+                          dtype=torch.float32)
+    for cost in (ClassificationCost(weight=2.),
+                 BBoxL1Cost(weight=5., box_format='xywh'),
+                 IoUCost(iou_mode='giou', weight=2.)):
+        out = cost.batched(scores, boxes, gt_labels, gt_boxes, factor)
+        assert out.shape == (3, 2, 4, 5)
+        for n in range(3):
+            for i, (h, w) in enumerate(sizes):
+                single = cost(
+                    InstanceData(scores=scores[n, i], bboxes=boxes[n, i]),
+                    InstanceData(labels=gt_labels[i], bboxes=gt_boxes[i]),
+                    dict(img_shape=(h, w)))
+                torch.testing.assert_close(out[n, i], single, rtol=0,
+                                           atol=0)

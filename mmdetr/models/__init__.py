@@ -1,6 +1,7 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 from .detr import DETR
 from .detr_head import DETRHead
+from .frozen_batch_norm import FrozenBatchNorm2d, freeze_batch_norms
 from .hungarian_assigner import HungarianAssigner
 from .match_cost import BBoxL1Cost, ClassificationCost, IoUCost
 from .positional_encoding import (LearnedPositionalEncoding,
@@ -9,7 +10,8 @@ from .transformer import (DetrTransformer, DetrTransformerDecoderLayer,
                           DetrTransformerEncoderLayer)
 
 __all__ = [
-    'DETR', 'DETRHead', 'HungarianAssigner', 'ClassificationCost',
+    'DETR', 'DETRHead', 'FrozenBatchNorm2d', 'freeze_batch_norms',
+    'HungarianAssigner', 'ClassificationCost',
     'BBoxL1Cost', 'IoUCost', 'SinePositionalEncoding',
     'LearnedPositionalEncoding', 'DetrTransformer',
     'DetrTransformerEncoderLayer', 'DetrTransformerDecoderLayer'

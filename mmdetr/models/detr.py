@@ -8,6 +8,7 @@ from mmdet.models.detectors.base import BaseDetector
 from mmengine.logging import MessageHub
 from torch import Tensor
 
+from mmdetr.models.frozen_batch_norm import freeze_batch_norms
 from mmdetr.registry import MODELS, build_model
 
 
@@ -17,7 +18,10 @@ class DETR(BaseDetector):
 
     A single-stage detector: the backbone's last feature map goes to
     :class:`DETRHead`, which owns the projection, the transformer and the
-    predictors. Works with mmdet 3.x data samples and
+    predictors. The backbone's BatchNorm layers become
+    :class:`FrozenBatchNorm2d`: while frozen (evaluation mode, no trainable
+    affine parameters, as DETR trains them) they do not keep their inputs
+    for the backward pass; otherwise they are plain BatchNorm. Works with mmdet 3.x data samples and
     ``DetDataPreprocessor``, in the runner's ``loss``, ``predict`` and
     ``tensor`` modes.
 
@@ -44,6 +48,9 @@ class DETR(BaseDetector):
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.backbone = build_model(backbone)
+        # frozen BN (DETR's backbone) as a fixed affine map: same numbers,
+        # half the backbone's activation memory in training
+        freeze_batch_norms(self.backbone)
         self.neck = build_model(neck) if neck is not None else None
         bbox_head = dict(bbox_head)
         if train_cfg is not None:
@@ -88,10 +95,17 @@ class DETR(BaseDetector):
                 batch_data_samples,
                 rescale: bool = True):
         """Detections of a batch, written into ``pred_instances`` of each
-        data sample (boxes in original-image pixels when ``rescale``)."""
-        img_metas = self._img_metas(batch_data_samples)
-        outs = self.bbox_head(self.extract_feat(batch_inputs), img_metas)
-        results = self.bbox_head.get_bboxes(*outs, img_metas, rescale=rescale)
+        data sample (boxes in original-image pixels when ``rescale``).
+
+        Runs under ``torch.inference_mode``: no autograd bookkeeping at all
+        (stricter and cheaper than the test loop's ``no_grad``); the
+        detections are inference tensors, read-only for autograd.
+        """
+        with torch.inference_mode():
+            img_metas = self._img_metas(batch_data_samples)
+            outs = self.bbox_head(self.extract_feat(batch_inputs), img_metas)
+            results = self.bbox_head.get_bboxes(
+                *outs, img_metas, rescale=rescale)
         return self.add_pred_to_datasample(batch_data_samples, results)
 
     def parse_losses(self, losses: Dict[str, Tensor]):

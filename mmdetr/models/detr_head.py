@@ -216,6 +216,12 @@ class DETRHead(BaseModule):
              ) -> Dict[str, Tensor]:
         """Set loss of every decoder layer.
 
+        The matching of every decoder layer and image is computed first, in
+        one batched pass (:meth:`assign_all`); :meth:`loss_single` then runs
+        per layer with that layer's assignments. Matching and losses run in
+        float32 with autocast off, so mixed-precision training changes
+        neither the assignment nor the loss arithmetic.
+
         Args:
             all_cls_scores_list (list[Tensor]): Per level, logits of shape
                 (num_decoder_layers, bs, num_query, cls_out_channels); only
@@ -237,11 +243,19 @@ class DETRHead(BaseModule):
                 'DETRHead: gt_bboxes_ignore is not supported')
         all_cls_scores = all_cls_scores_list[-1]
         all_bbox_preds = all_bbox_preds_list[-1]
-        num_dec_layers = len(all_cls_scores)
-        losses_cls, losses_bbox, losses_iou = multi_apply(
-            self.loss_single, all_cls_scores, all_bbox_preds,
-            [gt_bboxes_list] * num_dec_layers,
-            [gt_labels_list] * num_dec_layers, [img_metas] * num_dec_layers)
+        with torch.autocast(all_cls_scores.device.type, enabled=False):
+            all_cls_scores = all_cls_scores.float()
+            all_bbox_preds = all_bbox_preds.float()
+            gt_bboxes_list = [b.float() for b in gt_bboxes_list]
+            assign_results = self.assign_all(all_cls_scores, all_bbox_preds,
+                                             gt_bboxes_list, gt_labels_list,
+                                             img_metas)
+            num_dec_layers = len(all_cls_scores)
+            losses_cls, losses_bbox, losses_iou = multi_apply(
+                self.loss_single, all_cls_scores, all_bbox_preds,
+                [gt_bboxes_list] * num_dec_layers,
+                [gt_labels_list] * num_dec_layers,
+                [img_metas] * num_dec_layers, assign_results)
 
         loss_dict = dict(
             loss_cls=losses_cls[-1],
@@ -254,10 +268,52 @@ class DETRHead(BaseModule):
             loss_dict[f'd{i}.loss_iou'] = loss_iou
         return loss_dict
 
-    def loss_single(self, cls_scores: Tensor, bbox_preds: Tensor,
+    def assign_all(self, all_cls_scores: Tensor, all_bbox_preds: Tensor,
+                   gt_bboxes_list: List[Tensor], gt_labels_list: List[Tensor],
+                   img_metas: List[dict]) -> List[list]:
+        """Match the predictions of every decoder layer and image at once.
+
+        Gives what :meth:`_get_target_single` computes per image and layer
+        when it gets no assignment, with one cost computation and one
+        device-to-host copy for the whole batch (when the assigner has
+        ``assign_batch``; otherwise it loops over ``assign``).
+
+        Args:
+            all_cls_scores (Tensor): Logits, has shape
+                (num_decoder_layers, bs, num_query, cls_out_channels).
+            all_bbox_preds (Tensor): Normalised (cx, cy, w, h), has shape
+                (num_decoder_layers, bs, num_query, 4).
+            gt_bboxes_list, gt_labels_list, img_metas: as :meth:`loss`.
+
+        Returns:
+            list[list[AssignResult]]: ``[layer][image]``.
+        """
+        # the matching is a constant of the loss: no graph for it
+        with torch.no_grad():
+            factors = torch.stack([
+                self._image_factor(meta, all_bbox_preds) for meta in img_metas
+            ])  # (bs, 1, 4)
+            bboxes = bbox_cxcywh_to_xyxy(all_bbox_preds) * factors
+            if hasattr(self.assigner, 'assign_batch'):
+                return self.assigner.assign_batch(all_cls_scores, bboxes,
+                                                  gt_labels_list,
+                                                  gt_bboxes_list, img_metas)
+            return [[
+                self.assigner.assign(
+                    InstanceData(scores=cls_scores[i], bboxes=layer[i]),
+                    InstanceData(bboxes=gt_bboxes_list[i],
+                                 labels=gt_labels_list[i]), img_metas[i])
+                for i in range(len(img_metas))
+            ] for cls_scores, layer in zip(all_cls_scores, bboxes)]
+
+    def loss_single(self,
+                    cls_scores: Tensor,
+                    bbox_preds: Tensor,
                     gt_bboxes_list: List[Tensor],
                     gt_labels_list: List[Tensor],
-                    img_metas: List[dict]) -> Tuple[Tensor, Tensor, Tensor]:
+                    img_metas: List[dict],
+                    assign_results: Optional[list] = None
+                    ) -> Tuple[Tensor, Tensor, Tensor]:
         """Loss of one decoder layer's output.
 
         Args:
@@ -265,6 +321,8 @@ class DETRHead(BaseModule):
             bbox_preds (Tensor): Normalised (cx, cy, w, h), has shape
                 (bs, num_query, 4).
             gt_bboxes_list, gt_labels_list, img_metas: as :meth:`loss`.
+            assign_results (list[AssignResult], optional): This layer's
+                assignment per image; None matches here, per image.
 
         Returns:
             tuple[Tensor, Tensor, Tensor]: loss_cls, loss_bbox, loss_iou.
@@ -274,7 +332,7 @@ class DETRHead(BaseModule):
          bbox_weights_list, num_total_pos, num_total_neg) = self.get_targets(
              [cls_scores[i] for i in range(num_imgs)],
              [bbox_preds[i] for i in range(num_imgs)], gt_bboxes_list,
-             gt_labels_list, img_metas)
+             gt_labels_list, img_metas, assign_results)
         labels = torch.cat(labels_list, 0)
         label_weights = torch.cat(label_weights_list, 0)
         bbox_targets = torch.cat(bbox_targets_list, 0)
@@ -314,31 +372,44 @@ class DETRHead(BaseModule):
         img_h, img_w = img_meta['img_shape'][:2]
         return like.new_tensor([[img_w, img_h, img_w, img_h]])
 
-    def get_targets(self, cls_scores_list: List[Tensor],
+    def get_targets(self,
+                    cls_scores_list: List[Tensor],
                     bbox_preds_list: List[Tensor],
                     gt_bboxes_list: List[Tensor],
                     gt_labels_list: List[Tensor],
-                    img_metas: List[dict]) -> tuple:
+                    img_metas: List[dict],
+                    assign_results: Optional[list] = None) -> tuple:
         """Targets of a batch for one decoder layer.
+
+        Args:
+            assign_results (list[AssignResult], optional): Per image, the
+                assignment to use; None matches per image here.
 
         Returns:
             tuple: lists per image of labels, label weights, box targets, box
             weights (as :meth:`_get_target_single`), then the total numbers
             of positive and negative predictions.
         """
+        if assign_results is None:
+            assign_results = [None] * len(cls_scores_list)
         (labels_list, label_weights_list, bbox_targets_list,
          bbox_weights_list, pos_inds_list, neg_inds_list) = multi_apply(
              self._get_target_single, cls_scores_list, bbox_preds_list,
-             gt_bboxes_list, gt_labels_list, img_metas)
+             gt_bboxes_list, gt_labels_list, img_metas, assign_results)
         num_total_pos = sum(inds.numel() for inds in pos_inds_list)
         num_total_neg = sum(inds.numel() for inds in neg_inds_list)
         return (labels_list, label_weights_list, bbox_targets_list,
                 bbox_weights_list, num_total_pos, num_total_neg)
 
-    def _get_target_single(self, cls_score: Tensor, bbox_pred: Tensor,
-                           gt_bboxes: Tensor, gt_labels: Tensor,
-                           img_meta: dict) -> tuple:
-        """Match one image and build its targets.
+    def _get_target_single(self,
+                           cls_score: Tensor,
+                           bbox_pred: Tensor,
+                           gt_bboxes: Tensor,
+                           gt_labels: Tensor,
+                           img_meta: dict,
+                           assign_result=None) -> tuple:
+        """Match one image (unless ``assign_result`` is given) and build its
+        targets.
 
         Args:
             cls_score (Tensor): has shape (num_query, cls_out_channels).
@@ -346,6 +417,8 @@ class DETRHead(BaseModule):
             gt_bboxes (Tensor): Absolute (x1, y1, x2, y2), shape (num_gts, 4).
             gt_labels (Tensor): has shape (num_gts, ).
             img_meta (dict): Has ``img_shape``.
+            assign_result (AssignResult, optional): This image's assignment,
+                e.g. from :meth:`assign_all`; None runs the assigner.
 
         Returns:
             tuple: labels (num_query, ) with ``num_classes`` for background,
@@ -355,11 +428,13 @@ class DETRHead(BaseModule):
         """
         num_bboxes = bbox_pred.size(0)
         factor = self._image_factor(img_meta, bbox_pred)
-        pred_instances = InstanceData(
-            scores=cls_score, bboxes=bbox_cxcywh_to_xyxy(bbox_pred) * factor)
-        gt_instances = InstanceData(bboxes=gt_bboxes, labels=gt_labels)
-        assign_result = self.assigner.assign(pred_instances, gt_instances,
-                                             img_meta)
+        if assign_result is None:
+            pred_instances = InstanceData(
+                scores=cls_score,
+                bboxes=bbox_cxcywh_to_xyxy(bbox_pred) * factor)
+            gt_instances = InstanceData(bboxes=gt_bboxes, labels=gt_labels)
+            assign_result = self.assigner.assign(pred_instances, gt_instances,
+                                                 img_meta)
         pos_inds = torch.nonzero(
             assign_result.gt_inds > 0, as_tuple=False).squeeze(-1).unique()
         neg_inds = torch.nonzero(

@@ -10,9 +10,12 @@ img_meta)`` returns a (num_preds, num_gts) matrix, with
 - ``gt_instances.labels`` / ``gt_instances.bboxes`` likewise,
 - ``img_meta['img_shape']``: (h, w) of the image the boxes live in.
 
-The work is done by ``compute``, which takes plain tensors with any leading
-batch dimensions on the predictions, so one call can score every image and
-every decoder layer of a batch at once.
+``__call__`` unpacks the instances into :meth:`BaseMatchCost.batched`, which
+takes plain tensors with leading batch dimensions that broadcast, e.g.
+predictions (num_layers, bs, num_preds, ...) against ground truths padded to
+(bs, num_gts, ...): one call scores every image and every decoder layer of a
+batch, and one image is the case without batch dimensions. The formula of
+each cost is its ``compute``.
 """
 from typing import Optional
 
@@ -41,6 +44,34 @@ class BaseMatchCost:
 
     def __call__(self, pred_instances, gt_instances,
                  img_meta: Optional[dict] = None) -> Tensor:
+        """Cost of one image, shape (num_preds, num_gts)."""
+        factor = None if img_meta is None else image_size_factor(
+            img_meta, gt_instances.bboxes)
+        return self.batched(pred_instances.scores, pred_instances.bboxes,
+                            gt_instances.labels, gt_instances.bboxes, factor)
+
+    def batched(self, pred_scores: Tensor, pred_bboxes: Tensor,
+                gt_labels: Tensor, gt_bboxes: Tensor,
+                factor: Optional[Tensor]) -> Tensor:
+        """Cost of every prediction against every ground truth.
+
+        Leading dimensions (written ``...``) broadcast between predictions
+        and ground truths.
+
+        Args:
+            pred_scores (Tensor): Class logits, has shape
+                (..., num_preds, num_classes + 1).
+            pred_bboxes (Tensor): Absolute (x1, y1, x2, y2), has shape
+                (..., num_preds, 4).
+            gt_labels (Tensor): has shape (..., num_gts).
+            gt_bboxes (Tensor): Absolute (x1, y1, x2, y2), has shape
+                (..., num_gts, 4).
+            factor (Tensor, optional): Image sizes (w, h, w, h), has shape
+                (..., 1, 4) or (4, ); None where no image size is known.
+
+        Returns:
+            Tensor: has shape (..., num_preds, num_gts).
+        """
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -59,15 +90,24 @@ class ClassificationCost(BaseMatchCost):
         """
         Args:
             cls_scores (Tensor): Logits, has shape (..., num_preds, C).
-            gt_labels (Tensor): Class indices, has shape (num_gts, ).
+            gt_labels (Tensor): Class indices, has shape (num_gts, ) or
+                (..., num_gts) with leading dims that broadcast.
 
         Returns:
             Tensor: has shape (..., num_preds, num_gts).
         """
-        return -cls_scores.softmax(-1)[..., gt_labels] * self.weight
+        probs = cls_scores.softmax(-1)
+        # gather works for per-image labels too: index[..., q, j] is the
+        # label of ground truth j whatever the query q
+        index = gt_labels.unsqueeze(-2)
+        shape = torch.broadcast_shapes(probs.shape[:-1], index.shape[:-1])
+        index = index.expand(*shape, gt_labels.shape[-1])
+        probs = probs.expand(*shape, probs.shape[-1])
+        return -probs.gather(-1, index) * self.weight
 
-    def __call__(self, pred_instances, gt_instances, img_meta=None) -> Tensor:
-        return self.compute(pred_instances.scores, gt_instances.labels)
+    def batched(self, pred_scores, pred_bboxes, gt_labels, gt_bboxes,
+                factor=None) -> Tensor:
+        return self.compute(pred_scores, gt_labels)
 
 
 @TASK_UTILS.register_module()
@@ -94,7 +134,8 @@ class BBoxL1Cost(BaseMatchCost):
             pred_bboxes (Tensor): Normalised (x1, y1, x2, y2), has shape
                 (..., num_preds, 4).
             gt_bboxes (Tensor): Normalised (x1, y1, x2, y2), has shape
-                (num_gts, 4).
+                (num_gts, 4) or (..., num_gts, 4) with leading dims that
+                broadcast.
 
         Returns:
             Tensor: has shape (..., num_preds, num_gts).
@@ -104,10 +145,12 @@ class BBoxL1Cost(BaseMatchCost):
             gt_bboxes = bbox_xyxy_to_cxcywh(gt_bboxes)
         return torch.cdist(pred_bboxes, gt_bboxes, p=1) * self.weight
 
-    def __call__(self, pred_instances, gt_instances, img_meta=None) -> Tensor:
-        factor = image_size_factor(img_meta, gt_instances.bboxes)
-        return self.compute(pred_instances.bboxes / factor,
-                            gt_instances.bboxes / factor)
+    def batched(self, pred_scores, pred_bboxes, gt_labels, gt_bboxes,
+                factor=None) -> Tensor:
+        if factor is None:
+            raise ValueError('BBoxL1Cost needs the image size: pass img_meta '
+                             "with 'img_shape'")
+        return self.compute(pred_bboxes / factor, gt_bboxes / factor)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(weight={self.weight}, '
@@ -136,18 +179,25 @@ class IoUCost(BaseMatchCost):
             pred_bboxes (Tensor): Absolute (x1, y1, x2, y2), has shape
                 (..., num_preds, 4).
             gt_bboxes (Tensor): Absolute (x1, y1, x2, y2), has shape
-                (num_gts, 4).
+                (num_gts, 4) or (..., num_gts, 4) with leading dims that
+                broadcast.
 
         Returns:
             Tensor: has shape (..., num_preds, num_gts).
         """
-        gt_bboxes = gt_bboxes.expand(*pred_bboxes.shape[:-2], -1, -1)
+        # bbox_overlaps wants equal batch dims on both sides
+        shape = torch.broadcast_shapes(pred_bboxes.shape[:-2],
+                                       gt_bboxes.shape[:-2])
         overlaps = bbox_overlaps(
-            pred_bboxes, gt_bboxes, mode=self.iou_mode, is_aligned=False)
+            pred_bboxes.expand(*shape, *pred_bboxes.shape[-2:]),
+            gt_bboxes.expand(*shape, *gt_bboxes.shape[-2:]),
+            mode=self.iou_mode,
+            is_aligned=False)
         return -overlaps * self.weight
 
-    def __call__(self, pred_instances, gt_instances, img_meta=None) -> Tensor:
-        return self.compute(pred_instances.bboxes, gt_instances.bboxes)
+    def batched(self, pred_scores, pred_bboxes, gt_labels, gt_bboxes,
+                factor=None) -> Tensor:
+        return self.compute(pred_bboxes, gt_bboxes)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(weight={self.weight}, '
