@@ -21,9 +21,9 @@ class DETR(BaseDetector):
     predictors. The backbone's BatchNorm layers become
     :class:`FrozenBatchNorm2d`: while frozen (evaluation mode, no trainable
     affine parameters, as DETR trains them) they do not keep their inputs
-    for the backward pass; otherwise they are plain BatchNorm. Works with mmdet 3.x data samples and
-    ``DetDataPreprocessor``, in the runner's ``loss``, ``predict`` and
-    ``tensor`` modes.
+    for the backward pass; otherwise they are plain BatchNorm. Works with
+    mmdet 3.x data samples and ``DetDataPreprocessor``, in the runner's
+    ``loss``, ``predict`` and ``tensor`` modes.
 
     Args:
         backbone (dict): Backbone config, e.g. mmdet's ``ResNet`` with
