@@ -18,12 +18,20 @@ class DETR(BaseDetector):
 
     A single-stage detector: the backbone's last feature map goes to
     :class:`DETRHead`, which owns the projection, the transformer and the
-    predictors. The backbone's BatchNorm layers become
-    :class:`FrozenBatchNorm2d`: while frozen (evaluation mode, no trainable
-    affine parameters, as DETR trains them) they do not keep their inputs
-    for the backward pass; otherwise they are plain BatchNorm. Works with
-    mmdet 3.x data samples and ``DetDataPreprocessor``, in the runner's
-    ``loss``, ``predict`` and ``tensor`` modes.
+    predictors. Works with mmdet 3.x data samples and
+    ``DetDataPreprocessor``, in the runner's ``loss``, ``predict`` and
+    ``tensor`` modes.
+
+    Two choices of how, not what, the backbone computes:
+
+    - its BatchNorm layers become :class:`FrozenBatchNorm2d`: while frozen
+      (evaluation mode, no trainable affine parameters, as DETR trains them)
+      they do not keep their inputs for the backward pass; otherwise they
+      are plain BatchNorm;
+    - with ``channels_last``, its weights and input use the channels-last
+      memory format, the native layout of oneDNN (CPU) and of tensor-core
+      convolutions (GPU, mixed precision): no layout conversion around every
+      convolution. The features then flatten to (bs, h*w, c) without a copy.
 
     Args:
         backbone (dict): Backbone config, e.g. mmdet's ``ResNet`` with
@@ -34,6 +42,8 @@ class DETR(BaseDetector):
         train_cfg (dict, optional): Passed to the head (``assigner``).
         test_cfg (dict, optional): Passed to the head (``max_per_img``).
         data_preprocessor (dict, optional): e.g. ``DetDataPreprocessor``.
+        channels_last (bool): Run the backbone in channels-last memory
+            format. Defaults to True.
         init_cfg (dict, optional): Defaults to None.
     """
 
@@ -44,6 +54,7 @@ class DETR(BaseDetector):
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
+                 channels_last: bool = True,
                  init_cfg=None) -> None:
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -51,6 +62,10 @@ class DETR(BaseDetector):
         # frozen BN (DETR's backbone) as a fixed affine map: same numbers,
         # half the backbone's activation memory in training
         freeze_batch_norms(self.backbone)
+        self.channels_last = channels_last
+        if channels_last:
+            # loading weights copies into these tensors, keeping the layout
+            self.backbone.to(memory_format=torch.channels_last)
         self.neck = build_model(neck) if neck is not None else None
         bbox_head = dict(bbox_head)
         if train_cfg is not None:
@@ -63,6 +78,9 @@ class DETR(BaseDetector):
 
     def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor, ...]:
         """Backbone (and neck) features, each (bs, c, h, w)."""
+        if self.channels_last:
+            batch_inputs = batch_inputs.contiguous(
+                memory_format=torch.channels_last)
         x = self.backbone(batch_inputs)
         if self.neck is not None:
             x = self.neck(x)
