@@ -59,6 +59,15 @@ def test_frozen_bn_does_not_keep_its_input():
     assert sum(t.numel() for t in kept) < x.numel()
 
 
+def test_frozen_bn_keeps_half_precision_activations():
+    """As BatchNorm2d under mixed precision: bfloat16 in, bfloat16 out."""
+    bn, frozen = frozen_pair()
+    x = torch.randn(2, 6, 5, 7)
+    y = frozen(x.bfloat16())
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), bn(x), rtol=2e-2, atol=2e-2)
+
+
 @pytest.mark.parametrize('unfreeze', ['train_mode', 'trainable_affine'])
 def test_unfrozen_bn_is_plain_batch_norm(unfreeze):
     bn, frozen = frozen_pair()

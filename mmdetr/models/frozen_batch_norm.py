@@ -48,8 +48,12 @@ class FrozenBatchNorm2d(nn.BatchNorm2d):
             return super().forward(x)
         scale = self.weight * (self.running_var + self.eps).rsqrt()
         shift = self.bias - self.running_mean * scale
+        # in x's dtype, so half-precision activations stay half as with
+        # BatchNorm (float32 statistics would promote the output)
+        scale = scale.to(x.dtype)[:, None, None]
+        shift = shift.to(x.dtype)[:, None, None]
         # one pass; autograd keeps scale (for the input's gradient), not x
-        return torch.addcmul(shift[:, None, None], x, scale[:, None, None])
+        return torch.addcmul(shift, x, scale)
 
 
 def freeze_batch_norms(module: nn.Module) -> int:
