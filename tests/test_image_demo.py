@@ -1,0 +1,84 @@
+# Copyright (c) mmdetr contributors. All rights reserved.
+"""tools/demo/image_demo.py with a tiny, untrained checkpoint made here."""
+import os.path as osp
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from load_tool import ROOT, load_tool
+from mmengine.config import Config
+from mmengine.registry import MODELS, DefaultScope
+
+image_demo = load_tool('tools/demo/image_demo.py', 'image_demo')
+shapes = load_tool('tools/misc/make_shapes_dataset.py', 'make_shapes_dataset')
+
+CONFIG = osp.join(ROOT, 'configs', 'detr_r18_shapes_demo.py')
+CLASSES = ['circle', 'square', 'triangle']
+
+
+@pytest.fixture(scope='module')
+def files(tmp_path_factory):
+    """A generated image and a checkpoint of the demo config's model, in
+    the layout mmengine's CheckpointHook writes."""
+    tmp = tmp_path_factory.mktemp('image_demo')
+    img, _ = shapes.make_image(
+        np.random.default_rng(0), size=160, empty=False)
+    cv2.imwrite(str(tmp / 'img.jpg'), img)
+    cfg = Config.fromfile(CONFIG)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = MODELS.build(cfg.model)
+    model.init_weights()
+    torch.save(
+        dict(
+            state_dict=model.state_dict(),
+            meta=dict(dataset_meta=dict(classes=CLASSES))), tmp / 'ckpt.pth')
+    # the same weights with one key renamed: does not fit the model
+    sd = model.state_dict()
+    sd['renamed'] = sd.pop('bbox_head.fc_cls.weight')
+    torch.save(dict(state_dict=sd), tmp / 'bad.pth')
+    return tmp
+
+
+def test_draws_the_boxes_into_out_file(files, capsys):
+    out = files / 'out' / 'result.png'
+    assert image_demo.main([
+        str(files / 'img.jpg'), CONFIG,
+        str(files / 'ckpt.pth'), '--out-file',
+        str(out), '--score-thr', '0', '--device', 'cpu'
+    ]) == 0
+    drawn, src = cv2.imread(str(out)), cv2.imread(str(files / 'img.jpg'))
+    assert drawn.shape == src.shape
+    # at threshold 0 every query's box is drawn: many pixels change
+    changed = (np.abs(drawn.astype(int) - src.astype(int)).max(-1) > 40)
+    assert changed.mean() > 0.01
+    printed = capsys.readouterr().out
+    num_query = Config.fromfile(CONFIG).model.bbox_head.num_query
+    assert f'{num_query} detections >= 0.0' in printed
+    assert any(name in printed for name in CLASSES)
+
+
+def test_threshold_one_draws_nothing(files, capsys):
+    out = files / 'none.png'
+    image_demo.main([
+        str(files / 'img.jpg'), CONFIG,
+        str(files / 'ckpt.pth'), '--out-file',
+        str(out), '--score-thr', '1.0'
+    ])
+    assert '0 detections' in capsys.readouterr().out
+    drawn, src = cv2.imread(str(out)), cv2.imread(str(files / 'img.jpg'))
+    # only JPEG vs PNG round-off differs
+    assert np.abs(drawn.astype(int) - src.astype(int)).max() <= 2
+
+
+def test_errors_name_the_file(files):
+    with pytest.raises(SystemExit) as e:
+        image_demo.main([str(files / 'nope.jpg'), CONFIG,
+                         str(files / 'ckpt.pth')])
+    assert 'nope.jpg' in str(e.value)
+    with pytest.raises(SystemExit) as e:
+        image_demo.main([str(files / 'img.jpg'), CONFIG,
+                         str(files / 'bad.pth'), '--out-file',
+                         str(files / 'x.png')])
+    assert 'bad.pth' in str(e.value) and 'fc_cls' in str(e.value)
+    assert not (files / 'x.png').exists()
