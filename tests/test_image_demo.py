@@ -1,19 +1,23 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 """tools/demo/image_demo.py with a tiny, untrained checkpoint made here."""
 import os.path as osp
+import tempfile
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from load_tool import ROOT, load_tool
+from conftest import write_tiny_train_config
+from load_tool import load_tool
 from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 
 image_demo = load_tool('tools/demo/image_demo.py', 'image_demo')
 shapes = load_tool('tools/misc/make_shapes_dataset.py', 'make_shapes_dataset')
 
-CONFIG = osp.join(ROOT, 'configs', 'detr_r18_shapes_demo.py')
+# a tiny DETR config (a user's delta config on the R50 recipe)
+_TMP = tempfile.mkdtemp(prefix='image_demo_cfg')
+CONFIG = write_tiny_train_config(osp.join(_TMP, 'tiny.py'), _TMP)
 CLASSES = ['circle', 'square', 'triangle']
 
 
