@@ -353,7 +353,8 @@ def row(name, times):
     our_ms = statistics.median(ours) * 1e3
     return dict(
         name=name, mmdet=ref_ms, mmdetr=our_ms, ratio=ref_ms / our_ms,
-        spread=(ratios[0], ratios[-1]))
+        spread=(ratios[0], ratios[-1]),
+        rounds_ms=([t * 1e3 for t in ref], [t * 1e3 for t in ours]))
 
 
 # ------------------------------------------------------------------ memory
