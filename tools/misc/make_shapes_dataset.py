@@ -14,7 +14,7 @@ classes (circle, square, triangle), each class with its own colour family,
 at random sizes (about 12% to 45% of the image side), positions and
 rotations. Shapes may overlap a little (pairwise box IoU <= 0.35, and no box
 lies inside another), so every object stays visible. About 5% of the images
-(at least one per split) have no object.
+(at least one in a split of 2 or more) have no object.
 
 The output depends only on (seed, split, image index): the same seed gives
 the same bytes, and a larger ``--num-train`` only appends images. Train and
@@ -272,10 +272,11 @@ def main(argv=None) -> int:
         names = {c['id']: c['name'] for c in coco['categories']}
         for a in coco['annotations']:
             per_cls[names[a['category_id']]] += 1
+        ann_file = osp.join(args.out_dir, 'annotations',
+                            f'instances_{split}.json')
         print(f'{split}: {n_img} images ({n_img - len(with_obj)} empty) in '
               f'{osp.join(args.out_dir, split)}/, '
-              f'{len(coco["annotations"])} objects {per_cls}, '
-              f'{osp.join(args.out_dir, "annotations", f"instances_{split}.json")}')
+              f'{len(coco["annotations"])} objects {per_cls}, {ann_file}')
     return 0
 
 

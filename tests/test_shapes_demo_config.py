@@ -1,0 +1,51 @@
+# Copyright (c) mmdetr contributors. All rights reserved.
+"""configs/detr_r18_shapes_demo.py trains from scratch: nothing in its
+backbone may be frozen or start at zero, and it reads what the generator
+writes."""
+import os.path as osp
+
+import torch
+from load_tool import ROOT, load_tool
+from mmengine.config import Config
+from mmengine.registry import MODELS, DefaultScope
+from torch.nn.modules.batchnorm import _BatchNorm
+
+shapes = load_tool('tools/misc/make_shapes_dataset.py', 'make_shapes_dataset')
+CONFIG = osp.join(ROOT, 'configs', 'detr_r18_shapes_demo.py')
+
+
+def test_backbone_learns_from_scratch():
+    cfg = Config.fromfile(CONFIG)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = MODELS.build(cfg.model)
+    model.init_weights()
+    model.train()
+    backbone = model.backbone
+    assert all(p.requires_grad for p in backbone.parameters())
+    norms = [m for m in backbone.modules() if isinstance(m, _BatchNorm)]
+    assert norms and all(m.training for m in norms)
+    # mmdet's ResNet zero-initialises the last norm of every residual branch
+    # (zero_init_residual); with frozen norms and no pretrained weights those
+    # branches would stay zero for ever.
+    for m in norms:
+        assert not torch.all(m.weight == 0), 'a residual branch starts at 0'
+    # the head gets the channels of the stage the backbone returns
+    x = torch.zeros(1, 3, 64, 64)
+    feat = backbone(x)[-1]
+    assert feat.shape[1] == cfg.model.bbox_head.in_channels
+
+
+def test_data_is_what_the_generator_writes():
+    cfg = Config.fromfile(CONFIG)
+    for split, loader in (('train', cfg.train_dataloader),
+                          ('val', cfg.val_dataloader),
+                          ('val', cfg.test_dataloader)):
+        dataset = loader.dataset
+        assert dataset.data_root == 'data/shapes/'
+        assert dataset.ann_file == f'annotations/instances_{split}.json'
+        assert dataset.data_prefix.img == f'{split}/'
+        assert tuple(dataset.metainfo.classes) == shapes.CLASSES
+    assert cfg.model.bbox_head.num_classes == len(shapes.CLASSES)
+    assert cfg.val_evaluator.type == 'CocoMetric'
+    assert cfg.val_evaluator.ann_file == (
+        'data/shapes/annotations/instances_val.json')
