@@ -8,7 +8,8 @@ from mmdet.models.detectors.base import BaseDetector
 from mmengine.logging import MessageHub
 from torch import Tensor
 
-from mmdetr.models.frozen_batch_norm import freeze_batch_norms
+from mmdetr.models.frozen_batch_norm import (fold_frozen_batch_norms,
+                                              freeze_batch_norms)
 from mmdetr.registry import MODELS, build_model
 
 
@@ -27,7 +28,9 @@ class DETR(BaseDetector):
     - its BatchNorm layers become :class:`FrozenBatchNorm2d`: while frozen
       (evaluation mode, no trainable affine parameters, as DETR trains them)
       they do not keep their inputs for the backward pass; otherwise they
-      are plain BatchNorm;
+      are plain BatchNorm; with ``fold_frozen_bn``, each one that follows a
+      convolution is applied by that convolution (scaled weight plus bias)
+      instead of as a separate pass over the activation;
     - with ``channels_last``, its weights and input use the channels-last
       memory format, the native layout of oneDNN (CPU) and of tensor-core
       convolutions (GPU, mixed precision): no layout conversion around every
@@ -44,6 +47,10 @@ class DETR(BaseDetector):
         data_preprocessor (dict, optional): e.g. ``DetDataPreprocessor``.
         channels_last (bool): Run the backbone in channels-last memory
             format. Defaults to True.
+        fold_frozen_bn (bool): Fold the backbone's frozen BatchNorm layers
+            into the convolutions before them (same outputs up to float
+            rounding; forward hooks on those convolutions then see the
+            normalised output). Defaults to True.
         init_cfg (dict, optional): Defaults to None.
     """
 
@@ -55,6 +62,7 @@ class DETR(BaseDetector):
                  test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  channels_last: bool = True,
+                 fold_frozen_bn: bool = True,
                  init_cfg=None) -> None:
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -62,6 +70,8 @@ class DETR(BaseDetector):
         # frozen BN (DETR's backbone) as a fixed affine map: same numbers,
         # half the backbone's activation memory in training
         freeze_batch_norms(self.backbone)
+        if fold_frozen_bn:
+            fold_frozen_batch_norms(self.backbone)
         self.channels_last = channels_last
         if channels_last:
             # loading weights copies into these tensors, keeping the layout

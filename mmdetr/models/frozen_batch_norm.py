@@ -10,7 +10,15 @@ affine parameters nothing needs it. Computed as ``x * scale + shift``, autograd
 keeps only ``scale``, so each conv -> BN -> ReLU keeps one activation instead
 of two: about half the backbone's training activation memory, for the same
 numbers.
+
+A frozen BatchNorm that directly follows a convolution can go further and
+disappear into it (:func:`fold_frozen_batch_norms`): ``conv(x, W) * scale +
+shift == conv(x, W * scale, bias=shift)``, so the convolution scales its
+(small) weight instead of the network scaling its (large) output, and the
+activation is written and read once less, forward and backward.
 """
+from typing import Iterator, Tuple
+
 import torch
 import torch.nn as nn
 from torch import Tensor
@@ -30,11 +38,20 @@ class FrozenBatchNorm2d(nn.BatchNorm2d):
     state-dict keys are those of ``nn.BatchNorm2d``.
     """
 
+    # set by fold_frozen_batch_norms: the preceding convolution applies
+    # this layer while it is frozen
+    folded_into_conv = False
+
     def is_frozen(self) -> bool:
         return (not self.training and self.track_running_stats
                 and self.running_var is not None and self.affine
                 and not self.weight.requires_grad
                 and not self.bias.requires_grad)
+
+    def scale_shift(self) -> Tuple[Tensor, Tensor]:
+        """The frozen layer as ``x * scale + shift``, per channel."""
+        scale = self.weight * (self.running_var + self.eps).rsqrt()
+        return scale, self.bias - self.running_mean * scale
 
     def forward(self, x: Tensor) -> Tensor:
         """
@@ -46,8 +63,9 @@ class FrozenBatchNorm2d(nn.BatchNorm2d):
         """
         if not self.is_frozen():
             return super().forward(x)
-        scale = self.weight * (self.running_var + self.eps).rsqrt()
-        shift = self.bias - self.running_mean * scale
+        if self.folded_into_conv:
+            return x  # the convolution before it has applied it
+        scale, shift = self.scale_shift()
         # in x's dtype, so half-precision activations stay half as with
         # BatchNorm (float32 statistics would promote the output)
         scale = scale.to(x.dtype)[:, None, None]
@@ -72,5 +90,85 @@ def freeze_batch_norms(module: nn.Module) -> int:
     for m in module.modules():
         if type(m) is nn.BatchNorm2d:
             m.__class__ = FrozenBatchNorm2d
+            count += 1
+    return count
+
+
+class ConvFrozenBN2d(nn.Conv2d):
+    """``nn.Conv2d`` that also applies the :class:`FrozenBatchNorm2d` right
+    after it, while that one is frozen, by scaling its weight::
+
+        conv(x, W * scale, bias * scale + shift)
+
+    Made by :func:`fold_frozen_batch_norms` (only the class of the
+    convolution changes: parameters and state-dict keys stay ``nn.Conv2d``'s;
+    the BatchNorm stays where it is, with its own keys, and passes its input
+    through while frozen). When the BatchNorm is not frozen (trained, or in
+    training mode) both layers compute as before, separately.
+    """
+
+    # the FrozenBatchNorm2d after it; kept in a tuple so that it does not
+    # become a second parent's submodule (no duplicate state-dict keys)
+    _folded_norm: Tuple[FrozenBatchNorm2d] = ()
+
+    def forward(self, x: Tensor) -> Tensor:
+        norm = self._folded_norm[0] if self._folded_norm else None
+        if norm is None or not norm.is_frozen():
+            return super().forward(x)
+        scale, shift = norm.scale_shift()
+        weight = self.weight * scale.to(self.weight.dtype)[:, None, None,
+                                                           None]
+        bias = shift if self.bias is None else torch.addcmul(
+            shift, self.bias, scale)
+        return self._conv_forward(x, weight, bias.to(self.weight.dtype))
+
+
+def _conv_norm_pairs(
+        module: nn.Module) -> Iterator[Tuple[nn.Module, nn.Module]]:
+    """(convolution, BatchNorm) pairs inside ``module`` where the BatchNorm
+    is known to be applied to the convolution's output and to nothing else:
+    adjacent layers of an ``nn.Sequential`` (mmdet's ResNet ``downsample``
+    and deep stem), and ``convK``/``normK`` of mmdet's ResNet stem and
+    residual blocks, whose ``forward`` calls them back to back (only where
+    that ``forward`` is mmdet's own)."""
+    from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
+    known = (BasicBlock, Bottleneck, ResNet)
+    for m in module.modules():
+        if isinstance(m, nn.Sequential):
+            layers = list(m)
+            yield from zip(layers[:-1], layers[1:])
+            continue
+        owner = next((k for k in known if isinstance(m, k)), None)
+        if owner is None or type(m).forward is not owner.forward:
+            continue
+        if owner is ResNet and getattr(m, 'deep_stem', False):
+            continue  # its stem is an nn.Sequential, handled above
+        for i in (1, 2, 3):
+            norm_name = getattr(m, f'norm{i}_name', None)
+            if norm_name is not None and hasattr(m, f'conv{i}'):
+                yield getattr(m, f'conv{i}'), getattr(m, norm_name)
+
+
+def fold_frozen_batch_norms(module: nn.Module) -> int:
+    """Let each :class:`FrozenBatchNorm2d` that directly follows an
+    ``nn.Conv2d`` inside ``module`` be applied by that convolution (see
+    :class:`ConvFrozenBN2d`), in place.
+
+    Outputs and gradients equal those of the separate layers up to float
+    rounding; parameters, buffers and state-dict keys do not change. While
+    folded, the convolution's own output (seen by a forward hook on it) is
+    the BatchNorm's output.
+
+    Returns:
+        int: how many BatchNorm layers were folded.
+    """
+    count = 0
+    for conv, norm in _conv_norm_pairs(module):
+        if (type(conv) is nn.Conv2d and type(norm) is FrozenBatchNorm2d
+                and not norm.folded_into_conv
+                and norm.num_features == conv.out_channels):
+            conv.__class__ = ConvFrozenBN2d
+            conv._folded_norm = (norm, )
+            norm.folded_into_conv = True
             count += 1
     return count
