@@ -6,10 +6,12 @@ Layout follows the official code: each layer owns ``self_attn`` (and
 LayerNorms ``norm1..3``. Queries and keys of every attention get the
 positional encoding added; values do not.
 
-Attention calls ``nn.MultiheadAttention`` with ``need_weights=False``: torch
-then runs its fused scaled-dot-product kernel and applies attention dropout
-inside it, instead of materialising (and dropping out) the full attention
-map that nobody reads.
+Every attention is an ``nn.MultiheadAttention`` called through
+:func:`~mmdetr.models.attention.multi_head_attention`: torch's fused
+scaled-dot-product kernel (attention dropout inside it) instead of
+materialising and dropping out full attention maps that nobody reads, and
+a leaner computation of its own when training on a CPU with dropout, where
+torch has no fused kernel.
 """
 from typing import Optional, Tuple
 
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import Tensor
 
+from mmdetr.models.attention import multi_head_attention
 from mmdetr.registry import MODELS
 
 _ACTIVATIONS = {'relu': F.relu, 'gelu': F.gelu}
@@ -96,9 +99,8 @@ class DetrTransformerEncoderLayer(BaseModule, _FFNMixin):
         """
         x = self.norm1(src) if self.normalize_before else src
         q = k = _with_pos(x, pos)
-        attn = self.self_attn(
-            q, k, x, key_padding_mask=key_padding_mask,
-            need_weights=False)[0]
+        attn = multi_head_attention(self.self_attn, q, k, x,
+                                    key_padding_mask)
         src = src + self.dropout1(attn)
         if not self.normalize_before:
             src = self.norm1(src)
@@ -155,17 +157,14 @@ class DetrTransformerDecoderLayer(BaseModule, _FFNMixin):
         x = self.norm1(tgt) if pre else tgt
         q = k = x + query_pos
         tgt = tgt + self.dropout1(
-            self.self_attn(q, k, x, need_weights=False)[0])
+            multi_head_attention(self.self_attn, q, k, x))
         if not pre:
             tgt = self.norm1(tgt)
         x = self.norm2(tgt) if pre else tgt
         tgt = tgt + self.dropout2(
-            self.cross_attn(
-                x + query_pos,
-                memory_with_pos,
-                memory,
-                key_padding_mask=memory_key_padding_mask,
-                need_weights=False)[0])
+            multi_head_attention(self.cross_attn, x + query_pos,
+                                 memory_with_pos, memory,
+                                 memory_key_padding_mask))
         if not pre:
             tgt = self.norm2(tgt)
         x = self.norm3(tgt) if pre else tgt
