@@ -136,7 +136,8 @@ def test_tiny_detr_overfits_four_images(tiny_shapes, tmp_path, capsys):
     assert found == expected, printed
 
 
-def test_tiny_detr_overfits_with_dropout(tiny_shapes, tmp_path, capsys):
+def test_tiny_detr_overfits_with_dropout(tiny_shapes, tmp_path, capsys,
+                                         monkeypatch):
     """The same with DETR's dropout 0.1 everywhere: on a CPU the training
     attention then runs through SoftmaxDropoutAttention (its own backward),
     which must learn as well. Dropout slows the memorising down and makes it
@@ -146,20 +147,13 @@ def test_tiny_detr_overfits_with_dropout(tiny_shapes, tmp_path, capsys):
     from mmdetr.models import attention
     calls = []
     apply = attention.SoftmaxDropoutAttention.apply
-
-    def counting_apply(*args):
-        calls.append(1)
-        return apply(*args)
-
+    monkeypatch.setattr(attention.SoftmaxDropoutAttention, 'apply',
+                        lambda *args: calls.append(1) or apply(*args))
     iters = 400
     cfg = overfit_cfg(tiny_shapes, tmp_path, iters=iters)
     cfg.model.bbox_head.transformer.dropout = 0.1
     runner = Runner.from_cfg(cfg)
-    attention.SoftmaxDropoutAttention.apply = counting_apply
-    try:
-        runner.train()
-    finally:
-        attention.SoftmaxDropoutAttention.apply = apply
+    runner.train()
     # 1 encoder + 2 decoder layers (self and cross): 5 per iteration
     assert len(calls) == iters * 5
     metrics = runner.test()

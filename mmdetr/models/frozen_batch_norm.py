@@ -130,7 +130,7 @@ def _conv_norm_pairs(
     adjacent layers of an ``nn.Sequential`` (mmdet's ResNet ``downsample``
     and deep stem), and ``convK``/``normK`` of mmdet's ResNet stem and
     residual blocks, whose ``forward`` calls them back to back (only where
-    that ``forward`` is mmdet's own)."""
+    that ``forward`` is mmdet's own; a deep stem has no ``conv1``)."""
     from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
     known = (BasicBlock, Bottleneck, ResNet)
     for m in module.modules():
@@ -141,8 +141,6 @@ def _conv_norm_pairs(
         owner = next((k for k in known if isinstance(m, k)), None)
         if owner is None or type(m).forward is not owner.forward:
             continue
-        if owner is ResNet and getattr(m, 'deep_stem', False):
-            continue  # its stem is an nn.Sequential, handled above
         for i in (1, 2, 3):
             norm_name = getattr(m, f'norm{i}_name', None)
             if norm_name is not None and hasattr(m, f'conv{i}'):
