@@ -58,7 +58,11 @@ def mmdetr_scope(registry: Registry) -> Iterator[Registry]:
 
     mmdetr's components build their children through this, so a
     ``type='HungarianAssigner'`` inside mmdetr's head is mmdetr's assigner
-    even when the runner's default scope is ``mmdet`` (see FACTS.md, trap 4).
+    even when the runner's default scope is ``mmdet``. Without it, mmengine
+    0.10 resolves a plain name in the *default* scope first, even when the
+    build goes through mmdetr's child registry, and a ``mmdetr.`` prefix on
+    the detector picks its class without switching the scope of what it
+    builds inside: training would silently run mmdet's head and assigner.
     A ``mmdet.`` prefix still picks mmdet's class explicitly.
     """
     with registry.switch_scope_and_registry('mmdetr') as scoped:

@@ -49,7 +49,9 @@ def test_custom_imports_config_builds_mmdetr_components(tmp_path):
 
 def test_prefixed_type_without_scope_still_builds_mmdetr_children():
     """``type='mmdetr.DETR'`` without ``_scope_``: the detector builds its
-    own children in mmdetr's scope (FACTS.md trap 4)."""
+    own children in mmdetr's scope. mmengine resolves the prefix for the
+    detector's class only; the scope of what the detector builds inside
+    stays ``mmdet``, so without ``mmdetr_scope`` its head would be mmdet's."""
     cfg = mmdetr_cfg()
     cfg.pop('_scope_')
     cfg['type'] = 'mmdetr.DETR'
