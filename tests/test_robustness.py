@@ -1,6 +1,7 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 """Bad input, faults and safe loading: clear errors, nothing lost, nothing
-executed. Each case of the robustness table (docs/robustness.md) has a test here."""
+executed. Each case of the robustness table (docs/robustness.md) has a test
+here."""
 import json
 import os
 import os.path as osp
