@@ -5,7 +5,8 @@ import json
 
 import cv2
 import pytest
-from load_tool import load_tool
+
+from helpers import load_tool
 
 analyze_logs = load_tool('tools/analysis_tools/analyze_logs.py',
                          'analyze_logs')

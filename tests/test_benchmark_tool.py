@@ -8,7 +8,7 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import build_mmdet, build_mmdetr
+from helpers import build_mmdet, build_mmdetr
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from mmengine.runner import Runner, load_checkpoint
 
-from conftest import build_mmdet, mmdetr_cfg
+from helpers import build_mmdet, mmdetr_cfg
 from mmdetr.utils import CONVERT_PREFIX, UnsafeCheckpointError
 from mmdetr.utils.convert import convert_state_dict
 from test_converter import official_checkpoint

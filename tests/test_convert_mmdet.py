@@ -19,7 +19,7 @@ import pytest
 import torch
 from mmengine.registry import MODELS, DefaultScope
 
-from conftest import make_batch, mmdet_cfg, mmdetr_cfg
+from helpers import make_batch, mmdet_cfg, mmdetr_cfg
 from mmdetr.utils.convert import convert_state_dict, detect_layout
 from test_parity_mmdet import assert_same_losses, assert_same_predictions
 

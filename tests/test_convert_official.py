@@ -3,8 +3,9 @@
 computes.
 
 The source is a random state dict under the official keys (see
-``reference_detr.official_state_dict``); the reference is official DETR
-written from the paper's equations in ``reference_detr.py``, reading the
+``references.reference_detr.official_state_dict``); the reference is
+official DETR written from the paper's equations in
+``tests/references/reference_detr.py``, reading the
 unconverted weights. Class indices are translated with the test's own list of
 COCO names, not the converter's.
 """
@@ -16,16 +17,16 @@ from scipy.optimize import linear_sum_assignment
 
 from mmengine.registry import MODELS, DefaultScope
 
-from conftest import make_batch, mmdetr_cfg, preprocess
+from helpers import make_batch, mmdetr_cfg, preprocess
 from mmdetr.utils.convert import convert_state_dict
-from reference_detr import (OFFICIAL_COCO_NAMES, official_forward,
-                            official_losses, official_state_dict)
+from references.reference_detr import (OFFICIAL_COCO_NAMES, official_forward,
+                                       official_losses, official_state_dict)
 
 # official logit index of each mmdet COCO class, then no-object
 KEEP = [i for i, name in enumerate(OFFICIAL_COCO_NAMES) if name != 'N/A'
         ] + [91]
 TINY = dict(depth=18, d=64, ffn=128, enc=2, dec=2, queries=20)
-HEADS = 4  # conftest's tiny models have 4 heads
+HEADS = 4  # helpers.TINY models have 4 heads
 
 
 @pytest.fixture(scope='module')

@@ -9,11 +9,11 @@ import sys
 import pytest
 import torch
 
-from conftest import (build_mmdet, build_mmdetr, make_batch, mmdet_cfg,
-                      mmdetr_cfg)
+from helpers import (build_mmdet, build_mmdetr, make_batch, mmdet_cfg,
+                     mmdetr_cfg)
 from mmdetr.utils import load_checkpoint_file
 from mmdetr.utils.convert import convert_state_dict
-from reference_detr import official_state_dict
+from references.reference_detr import official_state_dict
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOL = osp.join(ROOT, 'tools', 'model_converters', 'detr_to_mmdetr.py')

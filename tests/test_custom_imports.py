@@ -5,7 +5,7 @@ mmdetr's components."""
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from conftest import write_tiny_train_config
+from helpers import write_tiny_train_config
 
 
 def test_mmdet_style_config_trains_and_tests_with_mmdetr(coco_root, tmp_path):

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from conftest import build_mmdetr, make_batch, mmdetr_cfg, preprocess
+from helpers import build_mmdetr, make_batch, mmdetr_cfg, preprocess
 from mmdetr.models import DETRHead
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from conftest import build_mmdetr, mmdetr_cfg
+from helpers import build_mmdetr, mmdetr_cfg
 from mmdetr.models import (ConvFrozenBN2d, FrozenBatchNorm2d,
                            fold_frozen_batch_norms, freeze_batch_norms)
 

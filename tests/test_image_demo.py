@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import write_tiny_train_config
-from load_tool import load_tool
 from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
+
+from helpers import load_tool, write_tiny_train_config
 
 image_demo = load_tool('tools/demo/image_demo.py', 'image_demo')
 shapes = load_tool('tools/misc/make_shapes_dataset.py', 'make_shapes_dataset')

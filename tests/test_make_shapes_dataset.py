@@ -10,8 +10,9 @@ import os.path as osp
 import cv2
 import numpy as np
 import pytest
-from load_tool import load_tool
 from pycocotools.coco import COCO
+
+from helpers import load_tool
 
 shapes = load_tool('tools/misc/make_shapes_dataset.py', 'make_shapes_dataset')
 

@@ -16,7 +16,7 @@ import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from load_tool import ROOT, load_tool
+from helpers import ROOT, load_tool
 
 shapes = load_tool('tools/misc/make_shapes_dataset.py', 'make_shapes_dataset')
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from conftest import build_mmdet, build_mmdetr, make_batch, preprocess
+from helpers import build_mmdet, build_mmdetr, make_batch, preprocess
 from mmdetr.utils.convert import convert_state_dict
 
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from conftest import (CLASSES, load_ckpt, run, scalars, train,
-                      write_coco_split, write_tiny_train_config)
+from helpers import (CLASSES, load_ckpt, run, scalars, train,
+                     write_coco_split, write_tiny_train_config)
 from mmdetr.datasets import AnnotationFileError, CocoDataset
 from mmdetr.engine import DataCheckError, Runner
 
@@ -155,7 +155,7 @@ def test_non_finite_loss_stops_with_iteration_and_key(tmp_path, coco_root):
     epoch 1's checkpoint is intact and --resume carries on from it."""
     cfg = write_tiny_train_config(
         tmp_path / 'nan.py', coco_root, max_epochs=3,
-        extra="custom_imports = dict(imports=['mmdetr', 'kill_hook'], "
+        extra="custom_imports = dict(imports=['mmdetr', 'helpers.kill_hook'], "
         'allow_failed_imports=False)\n'
         "custom_hooks = [dict(type='mmdetr.DataCheckHook'), "
         "dict(type='NaNWeightsHook', iter=5)]\n")
@@ -180,7 +180,7 @@ def test_kill_while_saving_leaves_the_previous_checkpoint_latest(
         tmp_path, coco_root):
     cfg = write_tiny_train_config(
         tmp_path / 'kill.py', coco_root, max_epochs=3,
-        extra="custom_imports = dict(imports=['mmdetr', 'kill_hook'], "
+        extra="custom_imports = dict(imports=['mmdetr', 'helpers.kill_hook'], "
         'allow_failed_imports=False)\n'
         "custom_hooks = [dict(type='KillWhileSavingHook', epoch=2)]\n")
     work_dir = tmp_path / 'work'

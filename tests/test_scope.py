@@ -8,7 +8,7 @@ from mmdet.utils import register_all_modules
 from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 
-from conftest import build_mmdet, mmdetr_cfg
+from helpers import build_mmdet, mmdetr_cfg
 
 
 def _assert_mmdetr_parts(model):

@@ -5,10 +5,11 @@ writes."""
 import os.path as osp
 
 import torch
-from load_tool import ROOT, load_tool
 from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from helpers import ROOT, load_tool
 
 shapes = load_tool('tools/misc/make_shapes_dataset.py', 'make_shapes_dataset')
 CONFIG = osp.join(ROOT, 'configs', 'detr_r18_shapes_demo.py')

@@ -11,8 +11,8 @@ import sys
 import pytest
 import torch
 
-from conftest import (copypaste_ap, load_ckpt, run, scalars, train,
-                      write_tiny_train_config)
+from helpers import (copypaste_ap, load_ckpt, run, scalars, train,
+                     write_tiny_train_config)
 
 
 @pytest.fixture(scope='module')
@@ -46,7 +46,7 @@ def test_killed_run_resumes_at_the_right_point(trained, coco_root, tmp_path):
     that was never interrupted."""
     cfg = write_tiny_train_config(
         tmp_path / 'tiny_kill.py', coco_root, max_epochs=3,
-        extra="custom_imports = dict(imports=['mmdetr', 'kill_hook'], "
+        extra="custom_imports = dict(imports=['mmdetr', 'helpers.kill_hook'], "
         'allow_failed_imports=False)\n'
         "custom_hooks = [dict(type='KillTrainingHook', epoch=2)]\n")
     work_dir = tmp_path / 'work'

@@ -1,0 +1,27 @@
+# Copyright (c) mmdetr contributors. All rights reserved.
+"""Helpers the tests import (``from helpers import make_batch``); pytest's
+fixtures stay in ``tests/conftest.py``.
+
+- ``models``: tiny DETR configs for mmdetr and mmdet 3.x and their builders;
+- ``batches``: synthetic model input in memory (random boxes, padded
+  batches);
+- ``datasets``: tiny COCO-format datasets on disk and a training config for
+  them;
+- ``tools``: the repository's tools run as subprocesses or loaded as
+  modules, and readers of what they write;
+- ``kill_hook``: hooks that kill or poison a training run (imported by
+  training subprocesses through ``custom_imports``, not here).
+"""
+from .batches import make_batch, preprocess, random_boxes
+from .datasets import CLASSES, write_coco_split, write_tiny_train_config
+from .models import (_LOSSES, _PREPROCESSOR, _TRAIN_CFG, TINY, _backbone,
+                     build_mmdet, build_mmdetr, mmdet_cfg, mmdetr_cfg)
+from .tools import (ROOT, TESTS, copypaste_ap, load_ckpt, load_tool, run,
+                    scalars, train)
+
+__all__ = [
+    'CLASSES', 'ROOT', 'TESTS', 'TINY', 'build_mmdet', 'build_mmdetr',
+    'copypaste_ap', 'load_ckpt', 'load_tool', 'make_batch', 'mmdet_cfg',
+    'mmdetr_cfg', 'preprocess', 'random_boxes', 'run', 'scalars', 'train',
+    'write_coco_split', 'write_tiny_train_config'
+]

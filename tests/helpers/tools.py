@@ -1,0 +1,69 @@
+# Copyright (c) mmdetr contributors. All rights reserved.
+"""Running the repository's tools: as subprocesses (with this checkout and
+tests/ on the path, so configs can ``custom_imports`` test-only modules such
+as ``helpers.kill_hook``), or a script under tools/ loaded as a module."""
+import glob
+import importlib.util
+import json
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+
+# the repository root and tests/ (this file is tests/helpers/tools.py)
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TESTS = osp.join(ROOT, 'tests')
+
+
+def run(*cmd, env=None, check=True, timeout=600):
+    """Run ``cmd`` in the repository root with this checkout and tests/
+    first on ``PYTHONPATH``; with ``check``, fail showing the output's tail."""
+    full_env = dict(os.environ)
+    full_env['PYTHONPATH'] = os.pathsep.join(
+        [ROOT, TESTS, full_env.get('PYTHONPATH', '')])
+    full_env.update(env or {})
+    proc = subprocess.run([str(c) for c in cmd], cwd=ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f'{cmd} exited {proc.returncode}\n'
+                             f'{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}')
+    return proc
+
+
+def train(cfg, work_dir, *extra, check=True):
+    """``tools/train.py cfg --work-dir work_dir *extra`` in a subprocess."""
+    return run(sys.executable, 'tools/train.py', cfg, '--work-dir', work_dir,
+               *extra, check=check)
+
+
+def copypaste_ap(output: str) -> str:
+    """The last ``bbox_mAP_copypaste`` line's six numbers in ``output``."""
+    found = re.findall(r'bbox_mAP_copypaste: ([\d. -]+)', output)
+    assert found, output[-3000:]
+    return found[-1].strip()
+
+
+def scalars(work_dir):
+    """The newest run's ``vis_data/scalars.json`` under ``work_dir``, one
+    dict per logged line."""
+    files = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
+    assert files, f'no scalars log under {work_dir}'
+    with open(sorted(files)[-1]) as f:
+        return [json.loads(line) for line in f]
+
+
+def load_ckpt(path):
+    """Load a checkpoint file the way mmdetr does (safe, weights only)."""
+    from mmdetr.utils import load_checkpoint_file
+    return load_checkpoint_file(path)
+
+
+def load_tool(rel_path: str, name: str):
+    """Load the script ``ROOT/rel_path`` as module ``name`` (tools/ is not a
+    package, so its scripts cannot be imported by name)."""
+    spec = importlib.util.spec_from_file_location(name,
+                                                  osp.join(ROOT, rel_path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
