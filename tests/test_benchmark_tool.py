@@ -2,24 +2,21 @@
 """tools/analysis_tools/benchmark.py: its timing helpers, options, and that
 its two 'match' and 'targets' rows compute the same thing for both models."""
 import argparse
-import importlib.util
-import os.path as osp
 
 import pytest
 import torch
+from torch.utils.benchmark import Measurement, TaskSpec
 
-from helpers import build_mmdet, build_mmdetr
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from helpers import build_mmdet, build_mmdetr, load_tool
 
 
 @pytest.fixture(scope='module')
 def tool():
-    path = osp.join(ROOT, 'tools', 'analysis_tools', 'benchmark.py')
-    spec = importlib.util.spec_from_file_location('benchmark_tool', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/analysis_tools/benchmark.py', 'benchmark_tool')
+
+
+def _measurement(seconds):
+    return Measurement(1, list(seconds), TaskSpec(stmt='x', setup=''))
 
 
 def test_sizes_are_parsed_and_bad_ones_named(tool):
@@ -36,15 +33,28 @@ def test_sizes_are_parsed_and_bad_ones_named(tool):
 
 def test_rounds_alternate_which_model_goes_first(tool):
     calls = []
-    times = tool.time_pair((lambda: calls.append('a'),
-                            lambda: calls.append('b')),
-                           warmup=1, repeats=4, sync=lambda: None)
+    ticks = iter(range(100))
+    measured = tool.timing.time_pair(
+        (lambda: calls.append('a'), lambda: calls.append('b')),
+        warmup=1, repeats=4, clock=lambda: next(ticks) ** 2, name='x')
     assert calls == ['a', 'b', 'a', 'b', 'b', 'a', 'a', 'b', 'b', 'a']
-    assert [len(t) for t in times] == [4, 4]
+    # each call is timed alone: clock readings 0,1 | 4,9 | 16,25 | ...
+    assert measured[0].times == [1, 9 - 4, 49 - 36, 81 - 64]
+    assert measured[1].times == [9 - 4, 25 - 16, 81 - 64, 1]
+    assert [m.sub_label for m in measured] == ['mmdet', 'mmdetr']
+
+
+def test_cpu_clock_is_process_time_and_wall_clock_synchronises(tool):
+    import time
+    assert tool.timing.clock('cpu') is time.process_time
+    assert tool.timing.clock('wall') is torch.utils.benchmark.timer
+    with pytest.raises(ValueError, match='wall or cpu'):
+        tool.timing.clock('gpu')
 
 
 def test_row_is_the_ratio_of_medians_with_the_per_round_spread(tool):
-    r = tool.row('x', ([2.0, 4.0, 3.0], [1.0, 1.0, 2.0]))
+    r = tool.timing.compare('x', (_measurement([2.0, 4.0, 3.0]),
+                                  _measurement([1.0, 1.0, 2.0])))
     assert r['mmdet'] == pytest.approx(3000.)
     assert r['mmdetr'] == pytest.approx(1000.)
     assert r['ratio'] == pytest.approx(3.)
@@ -57,17 +67,27 @@ def test_match_rows_compare_the_same_work(tool):
     torch.manual_seed(0)
     ref, ours = build_mmdet(), build_mmdetr()
     args = tool.parse_args(['--match-batch', '3', '--match-gts', '25'])
-    cls, box, gt_bboxes, gt_labels, gt_instances, metas = tool.match_inputs(
+    work = tool.workloads
+    cls, box, gt_bboxes, gt_labels, gt_instances, metas = work.match_inputs(
         args, 2, 20, 5, 'cpu')
     with torch.no_grad():
-        theirs = tool.mmdet_match(ref.bbox_head, cls, box, gt_instances,
-                                  metas)
-        mine = tool.mmdetr_match(ours.bbox_head, cls, box, gt_bboxes,
+        calls = work.mmdet_assigner_calls(ref.bbox_head, cls, box,
+                                          gt_instances, metas)
+        theirs = work.mmdet_match(ref.bbox_head, calls)
+        mine = work.mmdetr_match(ours.bbox_head, cls, box, gt_bboxes,
                                  gt_labels, metas)
-        their_targets = tool.mmdet_targets(ref.bbox_head, cls, box,
+        their_targets = work.mmdet_targets(ref.bbox_head, cls, box,
                                            gt_instances, metas)
-        my_targets = tool.mmdetr_targets(ours.bbox_head, cls, box,
+        my_targets = work.mmdetr_targets(ours.bbox_head, cls, box,
                                          gt_bboxes, gt_labels, metas)
+    # recorded from mmdet's own head (its assigner is back in place):
+    # [layer][image] order, boxes converted to absolute x1y1x2y2
+    assert type(ref.bbox_head.assigner).__module__.startswith('mmdet.')
+    assert [c['img_meta'] for c in calls] == metas * 2
+    h, w = metas[1]['img_shape']
+    torch.testing.assert_close(
+        calls[4]['pred_instances'].bboxes[:, 2:],
+        (box[1, 1, :, :2] + box[1, 1, :, 2:] / 2) * torch.tensor([w, h]))
     mine = [r for layer in mine for r in layer]
     assert len(theirs) == len(mine) == 6
     for a, b in zip(theirs, mine):

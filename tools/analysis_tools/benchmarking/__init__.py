@@ -1,0 +1,12 @@
+# Copyright (c) mmdetr contributors. All rights reserved.
+"""The parts of ``tools/analysis_tools/benchmark.py`` (the entry point):
+
+- ``models``: the two models under test, built from their shipped configs
+  with the same weights, and their optimizer wrappers;
+- ``workloads``: what is timed, one :class:`~.workloads.Workload` per row
+  (train step, inference, matching, targets);
+- ``timing``: how it is timed: alternating rounds, the clock, the per-round
+  ratios;
+- ``memory``: the train step's peak memory, each model in a child process;
+- ``report``: the table, the JSON file and the ``speedup`` line.
+"""

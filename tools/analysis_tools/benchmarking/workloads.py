@@ -1,0 +1,241 @@
+# Copyright (c) mmdetr contributors. All rights reserved.
+"""What is timed: one :class:`Workload` per row of the table.
+
+A workload's ``setup`` gets the two models (:class:`Bench`) and returns two
+argument-free callables, mmdet's and mmdetr's, that do the same work on the
+same inputs; ``timing.time_pair`` times them. To add a timed row, write a
+setup function and append a ``Workload`` to :data:`WORKLOADS`. A row that
+is not a time (a count or a size per model, like the peak memory) is a
+``report.ValueRow`` made in ``benchmark.main``.
+"""
+import argparse
+from dataclasses import dataclass
+from typing import Any, Callable, List, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from .models import autocast_context, build_optim
+
+Step = Callable[[], Any]
+
+
+@dataclass
+class Bench:
+    """The two models (the same weights) and the options."""
+    mmdet: nn.Module
+    mmdetr: nn.Module
+    optim_cfg: dict
+    args: argparse.Namespace
+
+    @property
+    def device(self) -> str:
+        return self.args.device
+
+    @property
+    def num_classes(self) -> int:
+        return self.mmdetr.bbox_head.num_classes
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A row: its name and how to make its two steps.
+
+    Attributes:
+        name (str): the row's name in the table and the JSON file.
+        setup (callable): ``Bench -> (mmdet_step, mmdetr_step)``.
+        fast (bool): a step of milliseconds: timed with ``--match-repeats``
+            rounds and at least one warm-up round.
+        no_grad (bool): time under ``torch.no_grad``.
+    """
+    name: str
+    setup: Callable[[Bench], Tuple[Step, Step]]
+    fast: bool = False
+    no_grad: bool = False
+
+
+# ------------------------------------------------------------------- data
+def synthetic_batch(sizes: Sequence[Tuple[int, int]], num_gts: int,
+                    num_classes: int) -> dict:
+    """Model input before the data preprocessor, made by mmdet's own test
+    input maker (fixed seed): uint8 images of ``sizes`` (H, W), each with
+    ``num_gts`` random boxes and labels."""
+    from mmdet.testing import demo_mm_inputs
+    return demo_mm_inputs(
+        batch_size=len(sizes),
+        image_shapes=[(3, h, w) for h, w in sizes],
+        num_items=[num_gts] * len(sizes),
+        num_classes=num_classes)
+
+
+def match_inputs(args, num_layers: int, num_queries: int, num_classes: int,
+                 device: str):
+    """Synthetic head outputs of every decoder layer and the ground truths
+    of a batch of ``args.match_batch`` images (alternately of the two
+    ``args.train_sizes``, padded to the first).
+
+    Returns:
+        tuple: logits ``cls`` (L, B, Q, C+1); normalised (cx, cy, w, h)
+        boxes ``box`` (L, B, Q, 4); per image ``args.match_gts`` absolute
+        (x1, y1, x2, y2) boxes and labels, as lists of tensors
+        (``gt_bboxes``, ``gt_labels``, mmdetr's arguments) and as
+        ``InstanceData`` (``gt_instances``, mmdet's); and the image metas.
+    """
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    L, B, Q = num_layers, args.match_batch, num_queries
+    cls = torch.randn(L, B, Q, num_classes + 1, generator=gen)
+    box = torch.rand(L, B, Q, 4, generator=gen) * 0.5 + 0.2
+    sizes = [args.train_sizes[i % 2] for i in range(B)]
+    samples = synthetic_batch(sizes, args.match_gts,
+                              num_classes)['data_samples']
+    metas = [
+        dict(img_shape=size, batch_input_shape=args.train_sizes[0])
+        for size in sizes
+    ]
+    gt_instances = [s.gt_instances.to(device) for s in samples]
+    gt_bboxes = [g.bboxes for g in gt_instances]
+    gt_labels = [g.labels for g in gt_instances]
+    return (cls.to(device), box.to(device), gt_bboxes, gt_labels,
+            gt_instances, metas)
+
+
+# ----------------------------------------------------------- train, infer
+def train_step(model, optim_wrapper, data, amp: bool, device: str):
+    """mmengine's ``BaseModel.train_step`` after the data preprocessor:
+    forward, losses, ``parse_losses``, backward, clipping, optimizer step."""
+    with optim_wrapper.optim_context(model), autocast_context(amp, device):
+        losses = model(**data, mode='loss')
+    loss, _ = model.parse_losses(losses)
+    optim_wrapper.update_params(loss)
+
+
+def infer(model, data):
+    """``predict`` as mmengine's test loop runs it."""
+    with torch.no_grad():  # as mmengine's TestLoop.run_iter
+        model(**data, mode='predict')
+
+
+def setup_train(bench: Bench) -> Tuple[Step, Step]:
+    """One training step on a padded batch of the two ``--train-sizes``
+    images; each model gets its own optimizer of the same config."""
+    args = bench.args
+    data = bench.mmdet.data_preprocessor(
+        synthetic_batch(args.train_sizes, args.train_gts, bench.num_classes),
+        True)
+    steps = []
+    for model in (bench.mmdet, bench.mmdetr):
+        model.train()
+        optim = build_optim(model, bench.optim_cfg, args.amp, bench.device)
+        steps.append(lambda m=model, o=optim: train_step(
+            m, o, data, args.amp, bench.device))
+    return tuple(steps)
+
+
+def setup_infer(bench: Bench) -> Tuple[Step, Step]:
+    """``predict`` on one ``--infer-size`` image."""
+    data = bench.mmdet.data_preprocessor(
+        synthetic_batch([bench.args.infer_size], 0, bench.num_classes), False)
+    for model in (bench.mmdet, bench.mmdetr):
+        model.eval()
+    return (lambda: infer(bench.mmdet, data),
+            lambda: infer(bench.mmdetr, data))
+
+
+# -------------------------------------------------------- match, targets
+class _RecordingAssigner:
+    """Stands in for a head's assigner: records the keyword arguments of
+    each ``assign`` call and passes the call on."""
+
+    def __init__(self, assigner):
+        self.assigner = assigner
+        self.calls: List[dict] = []
+
+    def assign(self, **kwargs):
+        self.calls.append(kwargs)
+        return self.assigner.assign(**kwargs)
+
+
+def mmdet_assigner_calls(head, cls: Tensor, box: Tensor, gt_instances,
+                         metas) -> List[dict]:
+    """The assigner calls mmdet's head makes for every layer and image,
+    recorded while its own ``get_targets`` runs: the inputs (predictions
+    turned into absolute x1y1x2y2 boxes) are exactly mmdet's, computed by
+    mmdet's code, in ``[layer][image]`` order, flattened."""
+    recorder = _RecordingAssigner(head.assigner)
+    head.assigner = recorder
+    try:
+        mmdet_targets(head, cls, box, gt_instances, metas)
+    finally:
+        head.assigner = recorder.assigner
+    return recorder.calls
+
+
+def mmdet_match(head, calls: List[dict]) -> list:
+    """mmdet's assigner on each recorded call: one cost computation and one
+    scipy call per layer and image."""
+    return [head.assigner.assign(**kwargs) for kwargs in calls]
+
+
+def mmdetr_match(head, cls, box, gt_bboxes, gt_labels, metas) -> list:
+    """mmdetr's batched assignment of all layers and images at once."""
+    return head.assign_all(cls, box, gt_bboxes, gt_labels, metas)
+
+
+def mmdet_targets(head, cls, box, gt_instances, metas) -> list:
+    """mmdet's ``get_targets`` for every layer (it matches per image)."""
+    return [
+        head.get_targets(list(c), list(b), gt_instances, metas)
+        for c, b in zip(cls, box)
+    ]
+
+
+def mmdetr_targets(head, cls, box, gt_bboxes, gt_labels, metas) -> list:
+    """mmdetr's batched assignment, then ``get_targets`` per layer with
+    it."""
+    assign_results = head.assign_all(cls, box, gt_bboxes, gt_labels, metas)
+    return [
+        head.get_targets(list(c), list(b), gt_bboxes, gt_labels, metas, a)
+        for c, b, a in zip(cls, box, assign_results)
+    ]
+
+
+def _match_setup_inputs(bench: Bench):
+    head = bench.mmdetr.bbox_head
+    return match_inputs(bench.args, head.transformer.num_decoder_layers,
+                        head.num_query, bench.num_classes, bench.device)
+
+
+def setup_match(bench: Bench) -> Tuple[Step, Step]:
+    """The assignment of every decoder layer's (synthetic) predictions for
+    ``--match-batch`` images, cost computation included. mmdet's step
+    leaves out the box conversion that its ``_get_targets_single`` does
+    before calling the assigner (two element-wise operations per image and
+    layer), so the ratio leans, slightly, in mmdet's favour."""
+    cls, box, gt_bboxes, gt_labels, gt_instances, metas = \
+        _match_setup_inputs(bench)
+    ref_head, our_head = bench.mmdet.bbox_head, bench.mmdetr.bbox_head
+    with torch.no_grad():
+        calls = mmdet_assigner_calls(ref_head, cls, box, gt_instances, metas)
+    return (lambda: mmdet_match(ref_head, calls),
+            lambda: mmdetr_match(our_head, cls, box, gt_bboxes, gt_labels,
+                                 metas))
+
+
+def setup_targets(bench: Bench) -> Tuple[Step, Step]:
+    """``match`` plus every layer's per-image target tensors, through each
+    head's ``get_targets``."""
+    cls, box, gt_bboxes, gt_labels, gt_instances, metas = \
+        _match_setup_inputs(bench)
+    ref_head, our_head = bench.mmdet.bbox_head, bench.mmdetr.bbox_head
+    return (lambda: mmdet_targets(ref_head, cls, box, gt_instances, metas),
+            lambda: mmdetr_targets(our_head, cls, box, gt_bboxes, gt_labels,
+                                   metas))
+
+
+# the table's timed rows, in order
+WORKLOADS = (
+    Workload('train', setup_train),
+    Workload('infer', setup_infer),
+    Workload('match', setup_match, fast=True, no_grad=True),
+    Workload('targets', setup_targets, fast=True, no_grad=True),
+)
