@@ -38,9 +38,10 @@ def test_rounds_alternate_which_model_goes_first(tool):
         (lambda: calls.append('a'), lambda: calls.append('b')),
         warmup=1, repeats=4, clock=lambda: next(ticks) ** 2, name='x')
     assert calls == ['a', 'b', 'a', 'b', 'b', 'a', 'a', 'b', 'b', 'a']
-    # each call is timed alone: clock readings 0,1 | 4,9 | 16,25 | ...
-    assert measured[0].times == [1, 9 - 4, 49 - 36, 81 - 64]
-    assert measured[1].times == [9 - 4, 25 - 16, 81 - 64, 1]
+    # each call is timed alone: a's readings are the clock's 1st and 2nd,
+    # b's the 3rd and 4th; in round 1, b's the 5th and 6th ...
+    assert measured[0].times == [1 - 0, 49 - 36, 81 - 64, 225 - 196]
+    assert measured[1].times == [9 - 4, 25 - 16, 121 - 100, 169 - 144]
     assert [m.sub_label for m in measured] == ['mmdet', 'mmdetr']
 
 

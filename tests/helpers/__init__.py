@@ -14,8 +14,10 @@ fixtures stay in ``tests/conftest.py``.
 """
 from .batches import make_batch, preprocess, random_boxes
 from .datasets import CLASSES, write_coco_split, write_tiny_train_config
-from .models import (_LOSSES, _PREPROCESSOR, _TRAIN_CFG, TINY, _backbone,
-                     build_mmdet, build_mmdetr, mmdet_cfg, mmdetr_cfg)
+# the private config parts too, so every name conftest.py had is here
+from .models import (_LOSSES, _PREPROCESSOR, _TRAIN_CFG, TINY,  # noqa: F401
+                     _backbone, build_mmdet, build_mmdetr, mmdet_cfg,
+                     mmdetr_cfg)
 from .tools import (ROOT, TESTS, copypaste_ap, load_ckpt, load_tool, run,
                     scalars, train)
 
