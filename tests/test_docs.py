@@ -138,6 +138,7 @@ def test_documented_make_targets_and_variables_exist():
 def _anchors(text):
     """GitHub's anchors of the markdown headings in ``text``."""
     slugs = set()
+    text = re.sub(r'```.*?```', '', text, flags=re.S)  # '# comments'
     for title in re.findall(r'^#+ (.+)$', text, flags=re.M):
         slug = re.sub(r'[^\w\- ]', '', title.strip().lower())
         slugs.add(slug.replace(' ', '-'))
