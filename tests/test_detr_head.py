@@ -265,6 +265,15 @@ def test_mmdet2x_target_entry_points_equal_the_reference():
     batch = head.get_targets(list(cls_scores), list(bbox_preds), gt_bboxes,
                              gt_labels, metas)
     assert batch[4] == 3 and batch[5] == 2 * 20 - 3
+    # the same from the all-layer matching, this (last) layer selected
+    matches = head.match(outs[0][-1], outs[1][-1], gt_bboxes, gt_labels,
+                         metas).select(1)
+    given = head.get_targets(list(cls_scores), list(bbox_preds), gt_bboxes,
+                             gt_labels, metas, matches=matches)
+    assert given[4:] == batch[4:]
+    for got, want in zip(given[:4], batch[:4]):
+        for x, y in zip(got, want):
+            assert torch.equal(x, y)
     for i in range(2):
         want = reference_targets(head, cls_scores[i], bbox_preds[i],
                                  gt_bboxes[i], gt_labels[i], metas[i])

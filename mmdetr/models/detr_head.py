@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 import torch.distributed as dist
 import torch.nn.functional as F
+from mmdet.models.task_modules.assigners import AssignResult
 from mmdet.models.utils import multi_apply
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh
 from mmdet.utils import reduce_mean
@@ -488,6 +489,15 @@ class DETRHead(BaseModule):
             (num_query, 4); then the total numbers of matched and unmatched
             predictions.
         """
+        if gt_bboxes_ignore_list is not None and all(
+                isinstance(r, AssignResult) for r in gt_bboxes_ignore_list):
+            # NOTE transitional: before the mmdet 2.x signature came back,
+            # the sixth argument was this layer's assignment per image
+            # (tools/analysis_tools/benchmark.py passes it so); prefer
+            # matches=head.match(...).select(layer)
+            matches = BatchMatches.from_assign_results(
+                [gt_bboxes_ignore_list], cls_scores_list[0].device)
+            gt_bboxes_ignore_list = None
         if gt_bboxes_ignore_list is not None:
             raise NotImplementedError(
                 'DETRHead: gt_bboxes_ignore is not supported')

@@ -135,6 +135,17 @@ class BatchMatches:
         num_gts = [r.num_gts for r in results[0]]
         return cls.from_host(gt_inds.astype(np.int64), num_gts, device)
 
+    def select(self, n: int) -> 'BatchMatches':
+        """The matches of set ``n`` alone, as a batch of one set (views, no
+        copies), e.g. for :meth:`DETRHead.get_targets` per decoder layer."""
+        return BatchMatches(
+            gt_inds=self.gt_inds[n:n + 1],
+            num_gts=self.num_gts,
+            num_pos=[self.num_pos[n]],
+            pos_pred=self.pos_pred_of(n),
+            pos_gt=self.pos_gt_of(n),
+            num_pos_device=self.num_pos_device[n:n + 1])
+
     def pos_pred_of(self, n: int) -> Tensor:
         """Flat indices of set ``n``'s matched predictions."""
         start = sum(self.num_pos[:n])
