@@ -124,10 +124,12 @@ def test_train_tool_amp_uses_the_skipping_wrapper(train_tool, monkeypatch,
     assert cfg.optim_wrapper.dtype == dtype
     assert cfg.optim_wrapper.loss_scale == 'dynamic'
     assert cfg.optim_wrapper.max_consecutive_skips == 20
-    # the registry finds it by that name
+    # the runner's registry, in the config's default scope, finds it
     from mmengine.registry import OPTIM_WRAPPERS
-    assert OPTIM_WRAPPERS.get(cfg.optim_wrapper.type) is \
-        SkipNonFiniteAmpOptimWrapper
+    with OPTIM_WRAPPERS.switch_scope_and_registry(
+            cfg.default_scope) as registry:
+        assert registry.get(cfg.optim_wrapper.type) is \
+            SkipNonFiniteAmpOptimWrapper
     monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda: False)
     with pytest.raises(SystemExit, match='no bfloat16 support'):
         train_tool.build_cfg(train_tool.parse_args(
