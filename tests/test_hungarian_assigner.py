@@ -7,6 +7,7 @@ from mmengine.structures import InstanceData
 
 from mmdetr.models import HungarianAssigner
 from mmdetr.models.hungarian_assigner import solve_assignment
+from reference_matching import reference_assign
 
 COSTS = [
     dict(type='ClassificationCost', weight=1.),
@@ -131,11 +132,11 @@ def assert_same_result(batched, single):
     [dict(type='BBoxL1Cost', weight=1.0, box_format='xyxy'),
      dict(type='IoUCost', iou_mode='iou', weight=3.0)],
 ])
-def test_batch_assignment_equals_per_image_assignment(costs, gen):
+def test_batch_assignment_equals_per_image_reference(costs, gen):
     """One batched call for 3 layers x 5 images gives, for every (layer,
-    image), what ``assign`` gives for that image alone; the images have no
-    ground truth, fewer, as many, and more ground truths than the 6
-    predictions."""
+    image), what the per-image reference (tests/reference_matching.py) and
+    ``assign`` give for that image alone; the images have no ground truth,
+    fewer, as many, and more ground truths than the 6 predictions."""
     num_gts = [0, 2, 6, 9, 4]
     sizes = [(120, 160), (300, 200), (64, 64), (480, 640), (100, 333)]
     scores, bboxes, gt_labels, gt_bboxes, metas = batch_of_instances(
@@ -146,13 +147,16 @@ def test_batch_assignment_equals_per_image_assignment(costs, gen):
     assert len(results) == 3 and all(len(r) == 5 for r in results)
     for n in range(3):
         for i in range(5):
-            single = assigner.assign(
-                InstanceData(scores=scores[n, i], bboxes=bboxes[n, i]),
-                InstanceData(labels=gt_labels[i], bboxes=gt_bboxes[i]),
-                metas[i])
-            assert_same_result(results[n][i], single)
-            matched = (single.gt_inds > 0).sum().item()
-            assert matched == min(6, num_gts[i])
+            pred = InstanceData(scores=scores[n, i], bboxes=bboxes[n, i])
+            gt = InstanceData(labels=gt_labels[i], bboxes=gt_bboxes[i])
+            gt_inds, labels = reference_assign(assigner.match_costs, pred,
+                                               gt, metas[i])
+            assert torch.equal(results[n][i].gt_inds, gt_inds)
+            assert torch.equal(results[n][i].labels, labels)
+            assert results[n][i].num_gts == num_gts[i]
+            assert_same_result(assigner.assign(pred, gt, metas[i]),
+                               results[n][i])
+            assert (gt_inds > 0).sum().item() == min(6, num_gts[i])
     # the layers really differ, so equality above is not by accident
     assert not torch.equal(results[0][3].gt_inds, results[1][3].gt_inds)
 
@@ -168,9 +172,10 @@ def test_batch_assignment_without_any_ground_truth(gen):
         assert (result.gt_inds == 0).all() and (result.labels == -1).all()
 
 
-def test_batch_assignment_with_mmdet_costs_falls_back_per_image(gen):
+def test_batch_assignment_with_mmdet_costs(gen):
     """Costs without ``batched`` (mmdet's own, through the registry) still
-    work, image by image, with the same answer."""
+    work, scored image by image into the same structure, with the answer of
+    the per-image reference and of mmdetr's costs."""
     from mmdet.models.task_modules.assigners import match_cost as mmdet_costs
     scores, bboxes, gt_labels, gt_bboxes, metas = batch_of_instances(
         2, 5, [3, 7], gen, [(50, 60), (70, 80)])
@@ -184,9 +189,15 @@ def test_batch_assignment_with_mmdet_costs_falls_back_per_image(gen):
     expected = ours.assign_batch(scores, bboxes, gt_labels, gt_bboxes, metas)
     results = theirs.assign_batch(scores, bboxes, gt_labels, gt_bboxes,
                                   metas)
-    for got_layer, want_layer in zip(results, expected):
-        for got, want in zip(got_layer, want_layer):
+    for n, (got_layer, want_layer) in enumerate(zip(results, expected)):
+        for i, (got, want) in enumerate(zip(got_layer, want_layer)):
             assert_same_result(got, want)
+            gt_inds, _ = reference_assign(
+                theirs.match_costs,
+                InstanceData(scores=scores[n, i], bboxes=bboxes[n, i]),
+                InstanceData(labels=gt_labels[i], bboxes=gt_bboxes[i]),
+                metas[i])
+            assert torch.equal(got.gt_inds, gt_inds)
 
 
 def test_batch_assignment_checks_lengths(gen):
@@ -201,3 +212,22 @@ def test_l1_cost_without_image_size_is_named(gen):
     pred, gt = random_instances(4, 2, gen)
     with pytest.raises(ValueError, match='img_shape'):
         HungarianAssigner(COSTS).assign(pred, gt, None)
+
+
+def test_match_packs_what_the_loss_needs(gen):
+    """``match`` gives, besides the per-prediction matches, the flat indices
+    of the matched predictions and their ground truths, and their count per
+    set, consistent with each other."""
+    num_gts = [2, 0, 4]
+    scores, bboxes, gt_labels, gt_bboxes, metas = batch_of_instances(
+        2, 5, num_gts, gen, [(50, 60), (70, 80), (90, 40)])
+    matches = HungarianAssigner(COSTS).match(scores, bboxes, gt_labels,
+                                             gt_bboxes, metas)
+    assert matches.num_pos == [6, 6] and matches.num_gts == num_gts
+    assert matches.num_pos_device.tolist() == [6., 6.]
+    for n in range(2):
+        pos_pred = matches.pos_pred_of(n)
+        flat = matches.gt_inds[n].reshape(-1)
+        assert torch.equal(pos_pred, torch.nonzero(flat).squeeze(1))
+        img, gt = pos_pred // 5, flat[pos_pred] - 1
+        assert torch.equal(matches.pos_gt_of(n), img * 4 + gt)

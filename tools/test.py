@@ -19,7 +19,12 @@ import sys
 
 from mmengine.config import Config, ConfigDict, DictAction
 
-from mmdetr.utils.setup_env import add_runner_args, build_runner, load_config
+from mmdetr.engine import build_runner
+
+# tools/ is not a package: its shared module is imported as a sibling, also
+# when a tool is loaded by path (tests) rather than run as a script
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _common import add_runner_args, load_config_or_exit  # noqa: E402
 
 EVAL_METRICS = ('bbox', )
 
@@ -98,8 +103,8 @@ def build_cfg(args) -> Config:
         sys.exit('test.py: --format-only writes results without '
                  'evaluating; do not combine it with --eval')
 
-    cfg = load_config(args.config, args.cfg_options, args.work_dir,
-                      'test.py')
+    cfg = load_config_or_exit('test.py', args.config, args.cfg_options,
+                              args.work_dir)
     cfg.load_from = args.checkpoint
     cfg.resume = False
 

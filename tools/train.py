@@ -13,8 +13,12 @@ import sys
 
 from mmengine.config import Config
 
-from mmdetr.engine import find_latest_checkpoint
-from mmdetr.utils.setup_env import add_runner_args, build_runner, load_config
+from mmdetr.engine import build_runner
+
+# tools/ is not a package: its shared module is imported as a sibling, also
+# when a tool is loaded by path (tests) rather than run as a script
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _common import add_runner_args, load_config_or_exit  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -31,6 +35,12 @@ def parse_args(argv=None):
     parser.add_argument(
         '--amp', action='store_true', help='mixed precision (needs CUDA)')
     parser.add_argument(
+        '--amp-dtype',
+        choices=('float16', 'bfloat16'),
+        default='float16',
+        help='autocast dtype with --amp (bfloat16 needs a GPU that has it, '
+        'e.g. Ampere or newer)')
+    parser.add_argument(
         '--auto-scale-lr',
         action='store_true',
         help='scale the lr linearly from auto_scale_lr.base_batch_size to '
@@ -42,17 +52,26 @@ def parse_args(argv=None):
 
 
 def build_cfg(args) -> Config:
-    cfg = load_config(args.config, args.cfg_options, args.work_dir,
-                      'train.py')
+    cfg = load_config_or_exit('train.py', args.config, args.cfg_options,
+                              args.work_dir)
 
     if args.amp:
         import torch
         if not torch.cuda.is_available():
             sys.exit('train.py: --amp needs a CUDA GPU (mmengine\'s '
                      'AmpOptimWrapper does not run on CPU)')
-        if cfg.optim_wrapper.get('type', 'OptimWrapper') != 'AmpOptimWrapper':
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            cfg.optim_wrapper.loss_scale = 'dynamic'
+        if args.amp_dtype == 'bfloat16' and not torch.cuda.is_bf16_supported():
+            sys.exit('train.py: --amp-dtype bfloat16: this GPU has no '
+                     'bfloat16 support; use --amp-dtype float16')
+        # mmdetr's AmpOptimWrapper: a non-finite step is skipped by the loss
+        # scaler (and logged); only persistent ones stop training
+        wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+        if wrapper.split('.')[-1] in ('OptimWrapper', 'AmpOptimWrapper'):
+            cfg.optim_wrapper.type = 'mmdetr.SkipNonFiniteAmpOptimWrapper'
+            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        cfg.optim_wrapper.dtype = args.amp_dtype
+    elif args.amp_dtype != 'float16':
+        sys.exit('train.py: --amp-dtype needs --amp')
 
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or \
@@ -61,17 +80,13 @@ def build_cfg(args) -> Config:
                      'auto_scale_lr.base_batch_size in the config')
         cfg.auto_scale_lr.enable = True
 
-    if args.resume == 'auto':
-        # the newest complete checkpoint (a save cut short by a kill never
-        # is one: saves are atomic); none -> train from scratch, as mmengine
-        latest = find_latest_checkpoint(cfg.work_dir)
-        if latest is None:
-            print(f'train.py: --resume: no checkpoint in {cfg.work_dir}, '
-                  'starting from scratch')
-        cfg.resume = latest is not None
-        cfg.load_from = latest
-    elif args.resume is not None:
-        if not osp.isfile(args.resume):
+    # --resume without CKPT is decided in build_runner, once the process
+    # group is up: rank 0 picks the newest complete checkpoint for all ranks
+    if args.resume not in (None, 'auto'):
+        # ranks on other nodes may not see the file: rank 0 sends it to
+        # them when resuming (mmdetr.engine.Runner)
+        if os.environ.get('RANK', '0') == '0' and \
+                not osp.isfile(args.resume):
             sys.exit(f'train.py: --resume checkpoint not found: '
                      f'{args.resume}')
         cfg.resume = True
@@ -82,7 +97,8 @@ def build_cfg(args) -> Config:
 def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = build_cfg(args)
-    runner = build_runner(cfg, args.launcher)
+    runner = build_runner(
+        cfg, args.launcher, resume_latest=args.resume == 'auto')
     runner.train()
 
 

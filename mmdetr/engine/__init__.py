@@ -1,6 +1,15 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 from .hooks import DataCheckError, DataCheckHook
+from .launcher import (LAUNCHERS, build_runner, load_config,
+                       resume_from_latest, set_deterministic_env,
+                       setup_launcher)
+from .optim_wrapper import (ConsecutiveSkipGuard,
+                            SkipNonFiniteAmpOptimWrapper)
 from .runner import Runner, find_latest_checkpoint
 
-__all__ = ['DataCheckError', 'DataCheckHook', 'Runner',
-           'find_latest_checkpoint']
+__all__ = [
+    'DataCheckError', 'DataCheckHook', 'Runner', 'find_latest_checkpoint',
+    'LAUNCHERS', 'build_runner', 'load_config', 'resume_from_latest',
+    'set_deterministic_env', 'setup_launcher', 'ConsecutiveSkipGuard',
+    'SkipNonFiniteAmpOptimWrapper'
+]

@@ -5,14 +5,16 @@ import os
 import os.path as osp
 import pickle
 import re
+import shutil
+import tempfile
 from typing import Optional
 
+import torch.distributed as dist
 from mmengine.dist import master_only
 from mmengine.runner import Runner as MMEngineRunner
 
 from mmdetr.registry import RUNNERS
-from mmdetr.utils.checkpoint import (UnsafeCheckpointError,
-                                     register_trusted_checkpoint_globals)
+from mmdetr.utils.checkpoint import UnsafeCheckpointError
 
 
 def _is_local(path: str) -> bool:
@@ -26,14 +28,15 @@ class Runner(MMEngineRunner):
     - checkpoints are written to a temporary file and renamed into place,
       so a run killed while saving never leaves a truncated ``epoch_N.pth``
       (the previous checkpoint stays the latest);
-    - checkpoints load with ``weights_only=True`` and mmdetr's allowlist; a
-      checkpoint holding anything else is refused with
-      :class:`UnsafeCheckpointError` naming the file, and nothing in it runs.
+    - checkpoints load with ``weights_only=True`` and mmdetr's allowlist
+      (registered by ``import mmdetr``); a checkpoint holding anything else
+      is refused with :class:`UnsafeCheckpointError` naming the file, and
+      nothing in it runs;
+    - in distributed training, ranks that cannot read the checkpoint to
+      resume from (node-local work dirs: only rank 0 writes checkpoints)
+      receive its bytes from rank 0, so every rank resumes from the same
+      state.
     """
-
-    def __init__(self, *args, **kwargs):
-        register_trusted_checkpoint_globals()
-        super().__init__(*args, **kwargs)
 
     @master_only  # as mmengine's: only rank 0 writes
     def save_checkpoint(self, out_dir: str, filename: str, *args, **kwargs):
@@ -56,10 +59,57 @@ class Runner(MMEngineRunner):
             raise UnsafeCheckpointError(_refusal(filename, e)) from e
 
     def resume(self, filename: str, *args, **kwargs):
-        try:
-            return super().resume(filename, *args, **kwargs)
-        except pickle.UnpicklingError as e:
-            raise UnsafeCheckpointError(_refusal(filename, e)) from e
+        with _readable_on_every_rank(filename) as local:
+            try:
+                return super().resume(local, *args, **kwargs)
+            except pickle.UnpicklingError as e:
+                raise UnsafeCheckpointError(_refusal(filename, e)) from e
+
+
+class _readable_on_every_rank:
+    """Context giving a path to ``filename`` that this rank can read.
+
+    Every rank must enter it (it runs collectives when distributed). Ranks
+    that see the file use it; if some do not, rank 0 sends its bytes to all
+    and those ranks read a private temporary copy, removed on exit. The
+    checkpoint is then held in memory once per rank while it is sent.
+
+    Raises:
+        FileNotFoundError: rank 0 cannot read the file either.
+    """
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.tmp_dir = None
+
+    def __enter__(self) -> str:
+        if not (_is_local(self.filename) and dist.is_available()
+                and dist.is_initialized() and dist.get_world_size() > 1):
+            return self.filename
+        seen = [None] * dist.get_world_size()
+        dist.all_gather_object(seen, osp.isfile(self.filename))
+        if all(seen):
+            return self.filename
+        if not seen[0]:
+            raise FileNotFoundError(
+                f'resume: rank 0 cannot read {self.filename}')
+        payload = [None]
+        if dist.get_rank() == 0:
+            with open(self.filename, 'rb') as f:
+                payload[0] = f.read()
+        dist.broadcast_object_list(payload, src=0)
+        if seen[dist.get_rank()]:
+            return self.filename
+        self.tmp_dir = tempfile.mkdtemp(prefix='mmdetr_resume_')
+        local = osp.join(self.tmp_dir, osp.basename(self.filename))
+        with open(local, 'wb') as f:
+            f.write(payload[0])
+        return local
+
+    def __exit__(self, *exc) -> bool:
+        if self.tmp_dir is not None:
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        return False
 
 
 def _refusal(filename: str, error: Exception) -> str:

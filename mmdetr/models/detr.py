@@ -1,5 +1,6 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 """The DETR detector: backbone -> DETRHead."""
+from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -9,8 +10,11 @@ from mmengine.logging import MessageHub
 from torch import Tensor
 
 from mmdetr.models.frozen_batch_norm import (fold_frozen_batch_norms,
-                                              freeze_batch_norms)
+                                              freeze_batch_norms,
+                                              frozen_norm_slots,
+                                              restore_frozen_batch_norms)
 from mmdetr.registry import MODELS, build_model
+from mmdetr.utils.host_sync import to_host
 
 
 @MODELS.register_module()
@@ -30,7 +34,10 @@ class DETR(BaseDetector):
       they do not keep their inputs for the backward pass; otherwise they
       are plain BatchNorm; with ``fold_frozen_bn``, each one that follows a
       convolution is applied by that convolution (scaled weight plus bias)
-      instead of as a separate pass over the activation;
+      instead of as a separate pass over the activation. A SyncBatchNorm
+      conversion (``sync_bn='torch'``, ``convert_sync_batchnorm``) converts
+      the trainable ones and leaves the frozen ones as they are (undone at
+      the next forward), so the outputs do not change;
     - with ``channels_last``, its weights and input use the channels-last
       memory format, the native layout of oneDNN (CPU) and of tensor-core
       convolutions (GPU, mixed precision): no layout conversion around every
@@ -54,6 +61,11 @@ class DETR(BaseDetector):
         init_cfg (dict, optional): Defaults to None.
     """
 
+    #: set by :class:`~mmdetr.engine.SkipNonFiniteAmpOptimWrapper`: a
+    #: non-finite loss goes on to the loss scaler, which skips the step,
+    #: instead of stopping training here
+    skip_nonfinite_loss = False
+
     def __init__(self,
                  backbone: dict,
                  bbox_head: dict,
@@ -72,6 +84,12 @@ class DETR(BaseDetector):
         freeze_batch_norms(self.backbone)
         if fold_frozen_bn:
             fold_frozen_batch_norms(self.backbone)
+        # where the frozen BatchNorms sit, to undo a SyncBatchNorm
+        # conversion of the permanently frozen ones (see extract_feat)
+        permanent = bool(getattr(self.backbone, 'norm_eval', False))
+        self._frozen_norm_slots = [
+            (*slot, permanent) for slot in frozen_norm_slots(self.backbone)
+        ]
         self.channels_last = channels_last
         if channels_last:
             # loading weights copies into these tensors, keeping the layout
@@ -88,6 +106,10 @@ class DETR(BaseDetector):
 
     def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor, ...]:
         """Backbone (and neck) features, each (bs, c, h, w)."""
+        # sync_bn='torch' (multi-GPU configs) converts every BatchNorm, the
+        # frozen ones too; those have no batch statistics to synchronise and
+        # their folded convolutions would apply them twice: put them back
+        restore_frozen_batch_norms(self._frozen_norm_slots)
         if self.channels_last:
             batch_inputs = batch_inputs.contiguous(
                 memory_format=torch.channels_last)
@@ -144,22 +166,50 @@ class DETR(BaseDetector):
         distributed training every rank learns of it, so none is left
         waiting in an all-reduce.
 
+        The logged values and the non-finite flag reach the host in one
+        copy (mmengine's logging would read every value on its own, each a
+        wait for the device): the returned ``log_vars`` hold Python floats.
+
+        Returns:
+            tuple[Tensor, dict[str, float]]: the loss to optimise and the
+            values to log.
+
+        Under mixed precision with
+        :class:`~mmdetr.engine.SkipNonFiniteAmpOptimWrapper`, a non-finite
+        loss is left to the loss scaler, which skips the step.
+
         Raises:
             FloatingPointError: naming the iteration and the loss keys.
         """
         loss, log_vars = super().parse_losses(losses)
-        bad = [k for k, v in losses.items() if 'loss' in k
-               and not torch.isfinite(torch.as_tensor(v).detach()).all()]
-        flag = loss.new_tensor(float(bool(bad)))
+        # loss terms first: only they stop training (other logged values
+        # may legitimately be inf); the split is known on the host
+        keys = [k for k in log_vars if 'loss' in k]
+        num_losses = len(keys)
+        keys += [k for k in log_vars if 'loss' not in k]
+        values = torch.stack([
+            torch.as_tensor(log_vars[k]).detach().float().reshape(())
+            for k in keys
+        ])
+        bad = ~torch.isfinite(values[:num_losses])
+        flag = bad.any().float().reshape(1)
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        if flag.item() > 0:
+        # the one copy: values, which loss terms are bad, any rank's flag
+        host = to_host(torch.cat([values, bad.float(), flag])).tolist()
+        log_vars = OrderedDict(
+            (k, host[keys.index(k)]) for k in log_vars)
+        if host[-1] > 0 and not self.skip_nonfinite_loss:
             it = MessageHub.get_current_instance().get_info('iter')
             where = f'iteration {it + 1}' if it is not None else 'this step'
+            named = [
+                f'{k}={log_vars[k]}'
+                for k, b in zip(keys, host[len(keys):len(keys) + num_losses])
+                if b > 0 and k != 'loss'  # the total is bad with any term
+            ]
             raise FloatingPointError(
                 f'non-finite loss at {where}: '
-                + (', '.join(f'{k}={float(torch.as_tensor(losses[k]).sum())}'
-                             for k in bad) or 'on another rank')
+                + (', '.join(named) or 'on another rank')
                 + '. Training stopped before the optimizer step; the last '
                 'checkpoint is intact: fix the cause (lr, data, AMP) and '
                 'continue with tools/train.py ... --resume')

@@ -6,7 +6,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+import torch.distributed as dist
 import torch.nn.functional as F
+from mmdet.models.task_modules.assigners import AssignResult
 from mmdet.models.utils import multi_apply
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh
 from mmdet.utils import reduce_mean
@@ -14,6 +16,9 @@ from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from mmdetr.models.hungarian_assigner import (BatchMatches, matched_labels,
+                                               pad_ground_truths)
+from mmdetr.models.match_cost import image_size_factors
 from mmdetr.registry import MODELS, build_model, build_task_util
 
 
@@ -216,11 +221,19 @@ class DETRHead(BaseModule):
              ) -> Dict[str, Tensor]:
         """Set loss of every decoder layer.
 
-        The matching of every decoder layer and image is computed first, in
-        one batched pass (:meth:`assign_all`); :meth:`loss_single` then runs
-        per layer with that layer's assignments. Matching and losses run in
-        float32 with autocast off, so mixed-precision training changes
-        neither the assignment nor the loss arithmetic.
+        Every decoder layer and image is matched in one batched pass
+        (:meth:`match`), then each layer's losses are computed from its
+        matches. Matching and losses run in float32 with autocast off, so
+        mixed-precision training changes neither the assignment nor the loss
+        arithmetic.
+
+        The host waits for the device once here, whatever the number of
+        layers and images: for the cost matrix, which scipy solves on the
+        host. The matches go back in one non-blocking copy, the targets are
+        gathered from them without data-dependent ops (no ``nonzero`` or
+        ``unique``), and the number of matched boxes, known on the host from
+        the matches, is all-reduced across processes once for all layers,
+        as a tensor the losses divide by without reading it.
 
         Args:
             all_cls_scores_list (list[Tensor]): Per level, logits of shape
@@ -247,15 +260,11 @@ class DETRHead(BaseModule):
             all_cls_scores = all_cls_scores.float()
             all_bbox_preds = all_bbox_preds.float()
             gt_bboxes_list = [b.float() for b in gt_bboxes_list]
-            assign_results = self.assign_all(all_cls_scores, all_bbox_preds,
-                                             gt_bboxes_list, gt_labels_list,
-                                             img_metas)
-            num_dec_layers = len(all_cls_scores)
-            losses_cls, losses_bbox, losses_iou = multi_apply(
-                self.loss_single, all_cls_scores, all_bbox_preds,
-                [gt_bboxes_list] * num_dec_layers,
-                [gt_labels_list] * num_dec_layers,
-                [img_metas] * num_dec_layers, assign_results)
+            matches = self.match(all_cls_scores, all_bbox_preds,
+                                 gt_bboxes_list, gt_labels_list, img_metas)
+            losses_cls, losses_bbox, losses_iou = self._set_losses(
+                all_cls_scores, all_bbox_preds, gt_bboxes_list,
+                gt_labels_list, img_metas, matches)
 
         loss_dict = dict(
             loss_cls=losses_cls[-1],
@@ -268,43 +277,158 @@ class DETRHead(BaseModule):
             loss_dict[f'd{i}.loss_iou'] = loss_iou
         return loss_dict
 
-    def assign_all(self, all_cls_scores: Tensor, all_bbox_preds: Tensor,
-                   gt_bboxes_list: List[Tensor], gt_labels_list: List[Tensor],
-                   img_metas: List[dict]) -> List[list]:
+    def match(self, all_cls_scores: Tensor, all_bbox_preds: Tensor,
+              gt_bboxes_list: List[Tensor], gt_labels_list: List[Tensor],
+              img_metas: List[dict]) -> BatchMatches:
         """Match the predictions of every decoder layer and image at once.
 
-        Gives what :meth:`_get_target_single` computes per image and layer
-        when it gets no assignment, with one cost computation and one
-        device-to-host copy for the whole batch (when the assigner has
-        ``assign_batch``; otherwise it loops over ``assign``).
+        The one matching path of the head: :meth:`loss`,
+        :meth:`loss_single`, :meth:`get_targets` and
+        :meth:`_get_target_single` all come here (one layer, or one image,
+        being a batch of one).
 
         Args:
             all_cls_scores (Tensor): Logits, has shape
-                (num_decoder_layers, bs, num_query, cls_out_channels).
+                (num_sets, bs, num_query, cls_out_channels).
             all_bbox_preds (Tensor): Normalised (cx, cy, w, h), has shape
-                (num_decoder_layers, bs, num_query, 4).
+                (num_sets, bs, num_query, 4).
             gt_bboxes_list, gt_labels_list, img_metas: as :meth:`loss`.
 
         Returns:
-            list[list[AssignResult]]: ``[layer][image]``.
+            :obj:`BatchMatches`: with ``num_sets`` sets.
         """
         # the matching is a constant of the loss: no graph for it
         with torch.no_grad():
-            factors = torch.stack([
-                self._image_factor(meta, all_bbox_preds) for meta in img_metas
-            ])  # (bs, 1, 4)
-            bboxes = bbox_cxcywh_to_xyxy(all_bbox_preds) * factors
-            if hasattr(self.assigner, 'assign_batch'):
-                return self.assigner.assign_batch(all_cls_scores, bboxes,
-                                                  gt_labels_list,
-                                                  gt_bboxes_list, img_metas)
-            return [[
+            factors = image_size_factors(img_metas, all_bbox_preds)
+            bboxes = bbox_cxcywh_to_xyxy(all_bbox_preds) * factors[:, None]
+            if hasattr(self.assigner, 'match'):
+                return self.assigner.match(all_cls_scores, bboxes,
+                                           gt_labels_list, gt_bboxes_list,
+                                           img_metas)
+            # an assigner with mmdet's one-image interface only: its assign
+            # per layer and image, then the same structure
+            results = [[
                 self.assigner.assign(
                     InstanceData(scores=cls_scores[i], bboxes=layer[i]),
                     InstanceData(bboxes=gt_bboxes_list[i],
                                  labels=gt_labels_list[i]), img_metas[i])
                 for i in range(len(img_metas))
             ] for cls_scores, layer in zip(all_cls_scores, bboxes)]
+            return BatchMatches.from_assign_results(results,
+                                                    all_cls_scores.device)
+
+    def assign_all(self, all_cls_scores: Tensor, all_bbox_preds: Tensor,
+                   gt_bboxes_list: List[Tensor], gt_labels_list: List[Tensor],
+                   img_metas: List[dict]) -> List[list]:
+        """:meth:`match` as mmdet's :obj:`AssignResult`, ``[layer][image]``.
+        """
+        matches = self.match(all_cls_scores, all_bbox_preds, gt_bboxes_list,
+                             gt_labels_list, img_metas)
+        gt_labels, _ = pad_ground_truths(gt_labels_list, gt_bboxes_list)
+        return matches.assign_results(gt_labels)
+
+    def _set_losses(self, cls_scores: Tensor, bbox_preds: Tensor,
+                    gt_bboxes_list: List[Tensor], gt_labels_list: List[Tensor],
+                    img_metas: List[dict], matches: BatchMatches
+                    ) -> Tuple[List[Tensor], List[Tensor], List[Tensor]]:
+        """Losses of every set of predictions from their matches.
+
+        The box losses see the matched predictions only (gathered by index,
+        as the official DETR): the same sums as mmdet's zero-weighted
+        unmatched boxes, without mmdet's ``torch.any(weight > 0)`` check,
+        which reads a device value on the host.
+
+        Args:
+            cls_scores (Tensor): (num_sets, bs, num_query, cls_out_channels).
+            bbox_preds (Tensor): (num_sets, bs, num_query, 4) normalised
+                (cx, cy, w, h).
+            gt_bboxes_list, gt_labels_list, img_metas: as :meth:`loss`.
+            matches (BatchMatches): from :meth:`match` for these sets.
+
+        Returns:
+            tuple[list[Tensor], list[Tensor], list[Tensor]]: per set,
+            loss_cls, loss_bbox, loss_iou.
+        """
+        num_sets, bs, num_query = cls_scores.shape[:3]
+        gt_labels, gt_bboxes = pad_ground_truths(gt_labels_list,
+                                                 gt_bboxes_list,
+                                                 bbox_preds.dtype)
+        factors = image_size_factors(img_metas, bbox_preds)  # (bs, 4)
+        labels = self._target_labels(matches, gt_labels)
+        label_weights = cls_scores.new_ones(bs * num_query)
+        cls_avg_factors, box_avg_factors = self._avg_factors(
+            matches, bs * num_query)
+        self._class_weight_to(cls_scores.device)
+        losses_cls, losses_bbox, losses_iou = [], [], []
+        for n in range(num_sets):
+            losses_cls.append(
+                self.loss_cls(
+                    cls_scores[n].reshape(-1, self.cls_out_channels),
+                    labels[n].reshape(-1),
+                    label_weights,
+                    avg_factor=cls_avg_factors[n]))
+            pos_pred = matches.pos_pred_of(n)
+            pred = bbox_preds[n].reshape(-1, 4)[pos_pred]
+            factor = factors[pos_pred // num_query]
+            target = bbox_xyxy_to_cxcywh(
+                gt_bboxes.reshape(-1, 4)[matches.pos_gt_of(n)] / factor)
+            losses_iou.append(
+                self.loss_iou(
+                    bbox_cxcywh_to_xyxy(pred) * factor,
+                    bbox_cxcywh_to_xyxy(target) * factor,
+                    avg_factor=box_avg_factors[n]))
+            losses_bbox.append(
+                self.loss_bbox(pred, target, avg_factor=box_avg_factors[n]))
+        return losses_cls, losses_bbox, losses_iou
+
+    def _target_labels(self, matches: BatchMatches,
+                       gt_labels: Tensor) -> Tensor:
+        """(num_sets, bs, num_query) class targets, ``num_classes`` for
+        background; ``gt_labels`` padded (bs, max_gts)."""
+        labels = matched_labels(matches.gt_inds, gt_labels)
+        return labels.masked_fill(labels < 0, self.num_classes)
+
+    def _avg_factors(self, matches: BatchMatches, num_preds: int):
+        """Normalisers of the classification and box losses, per set.
+
+        The class normaliser is the total class weight of the predictions
+        (matched: 1, unmatched: ``bg_cls_weight``), the box normaliser the
+        number of matched boxes averaged over all processes; both at least
+        1. Both are host numbers from the matches; with several processes
+        the box one (and with ``sync_cls_avg_factor`` the class one) is
+        all-reduced once for every set together, as a device tensor that
+        the losses divide by without reading it on the host.
+
+        Returns:
+            tuple[list, list]: per set, floats or 0-dim tensors.
+        """
+        num_pos = matches.num_pos
+        cls_factors = [
+            p * 1.0 + (num_preds - p) * self.bg_cls_weight for p in num_pos
+        ]
+        if not (dist.is_available() and dist.is_initialized()):
+            return ([max(c, 1) for c in cls_factors],
+                    [float(max(p, 1)) for p in num_pos])
+        num_sets = len(num_pos)
+        values = matches.num_pos_device
+        if self.sync_cls_avg_factor:
+            values = torch.cat([
+                values, values + (num_preds - values) * self.bg_cls_weight
+            ])
+        values = reduce_mean(values).clamp(min=1)
+        box_factors = list(values[:num_sets].unbind())
+        if self.sync_cls_avg_factor:
+            cls_factors = list(values[num_sets:].unbind())
+        else:
+            cls_factors = [max(c, 1) for c in cls_factors]
+        return cls_factors, box_factors
+
+    def _class_weight_to(self, device: torch.device) -> None:
+        # mmdet's CrossEntropyLoss copies its class_weight to the scores'
+        # device at every call; kept there, that copy stays on the device
+        weight = getattr(self.loss_cls, 'class_weight', None)
+        if isinstance(weight, Tensor) and weight.device != device:
+            self.loss_cls.class_weight = weight.to(device)
 
     def loss_single(self,
                     cls_scores: Tensor,
@@ -312,65 +436,30 @@ class DETRHead(BaseModule):
                     gt_bboxes_list: List[Tensor],
                     gt_labels_list: List[Tensor],
                     img_metas: List[dict],
-                    assign_results: Optional[list] = None
+                    gt_bboxes_ignore_list: Optional[list] = None
                     ) -> Tuple[Tensor, Tensor, Tensor]:
-        """Loss of one decoder layer's output.
+        """Loss of one decoder layer's output (mmdet 2.x's interface):
+        matched here, as a batch of one set.
 
         Args:
             cls_scores (Tensor): has shape (bs, num_query, cls_out_channels).
             bbox_preds (Tensor): Normalised (cx, cy, w, h), has shape
                 (bs, num_query, 4).
             gt_bboxes_list, gt_labels_list, img_metas: as :meth:`loss`.
-            assign_results (list[AssignResult], optional): This layer's
-                assignment per image; None matches here, per image.
+            gt_bboxes_ignore_list (None): Not supported; must be None.
 
         Returns:
             tuple[Tensor, Tensor, Tensor]: loss_cls, loss_bbox, loss_iou.
         """
-        num_imgs = cls_scores.size(0)
-        (labels_list, label_weights_list, bbox_targets_list,
-         bbox_weights_list, num_total_pos, num_total_neg) = self.get_targets(
-             [cls_scores[i] for i in range(num_imgs)],
-             [bbox_preds[i] for i in range(num_imgs)], gt_bboxes_list,
-             gt_labels_list, img_metas, assign_results)
-        labels = torch.cat(labels_list, 0)
-        label_weights = torch.cat(label_weights_list, 0)
-        bbox_targets = torch.cat(bbox_targets_list, 0)
-        bbox_weights = torch.cat(bbox_weights_list, 0)
-
-        # classification: normalised by the total class weight of the batch
-        cls_scores = cls_scores.reshape(-1, self.cls_out_channels)
-        cls_avg_factor = num_total_pos * 1.0 + \
-            num_total_neg * self.bg_cls_weight
-        if self.sync_cls_avg_factor:
-            cls_avg_factor = reduce_mean(
-                cls_scores.new_tensor([cls_avg_factor]))
-        cls_avg_factor = max(cls_avg_factor, 1)
-        loss_cls = self.loss_cls(
-            cls_scores, labels, label_weights, avg_factor=cls_avg_factor)
-
-        # boxes: normalised by the number of matched ground truths, averaged
-        # over all GPUs
-        num_total_pos = loss_cls.new_tensor([num_total_pos])
-        num_total_pos = torch.clamp(reduce_mean(num_total_pos), min=1).item()
-
-        factors = torch.cat([
-            self._image_factor(img_meta, bbox_preds).expand(
-                bbox_preds.size(1), 4) for img_meta in img_metas
-        ])
-        bbox_preds = bbox_preds.reshape(-1, 4)
-        bboxes = bbox_cxcywh_to_xyxy(bbox_preds) * factors
-        bboxes_gt = bbox_cxcywh_to_xyxy(bbox_targets) * factors
-        loss_iou = self.loss_iou(
-            bboxes, bboxes_gt, bbox_weights, avg_factor=num_total_pos)
-        loss_bbox = self.loss_bbox(
-            bbox_preds, bbox_targets, bbox_weights, avg_factor=num_total_pos)
-        return loss_cls, loss_bbox, loss_iou
-
-    @staticmethod
-    def _image_factor(img_meta: dict, like: Tensor) -> Tensor:
-        img_h, img_w = img_meta['img_shape'][:2]
-        return like.new_tensor([[img_w, img_h, img_w, img_h]])
+        if gt_bboxes_ignore_list is not None:
+            raise NotImplementedError(
+                'DETRHead: gt_bboxes_ignore is not supported')
+        matches = self.match(cls_scores[None], bbox_preds[None],
+                             gt_bboxes_list, gt_labels_list, img_metas)
+        losses = self._set_losses(cls_scores[None], bbox_preds[None],
+                                  gt_bboxes_list, gt_labels_list, img_metas,
+                                  matches)
+        return tuple(loss[0] for loss in losses)
 
     def get_targets(self,
                     cls_scores_list: List[Tensor],
@@ -378,28 +467,66 @@ class DETRHead(BaseModule):
                     gt_bboxes_list: List[Tensor],
                     gt_labels_list: List[Tensor],
                     img_metas: List[dict],
-                    assign_results: Optional[list] = None) -> tuple:
-        """Targets of a batch for one decoder layer.
+                    gt_bboxes_ignore_list: Optional[list] = None,
+                    *,
+                    matches: Optional[BatchMatches] = None) -> tuple:
+        """Dense targets of a batch for one decoder layer (mmdet 2.x's
+        interface), matched here as a batch of one set unless ``matches``
+        (one set, e.g. from :meth:`match`) is given.
 
         Args:
-            assign_results (list[AssignResult], optional): Per image, the
-                assignment to use; None matches per image here.
+            cls_scores_list (list[Tensor]): Per image, (num_query, C).
+            bbox_preds_list (list[Tensor]): Per image, (num_query, 4)
+                normalised (cx, cy, w, h).
+            gt_bboxes_list, gt_labels_list, img_metas: as :meth:`loss`.
+            gt_bboxes_ignore_list (None): Not supported; must be None.
+            matches (BatchMatches, optional): Keyword only.
 
         Returns:
-            tuple: lists per image of labels, label weights, box targets, box
-            weights (as :meth:`_get_target_single`), then the total numbers
-            of positive and negative predictions.
+            tuple: lists per image of labels (num_query, ) with
+            ``num_classes`` for background, label weights (num_query, ), box
+            targets (num_query, 4) normalised (cx, cy, w, h) and box weights
+            (num_query, 4); then the total numbers of matched and unmatched
+            predictions.
         """
-        if assign_results is None:
-            assign_results = [None] * len(cls_scores_list)
-        (labels_list, label_weights_list, bbox_targets_list,
-         bbox_weights_list, pos_inds_list, neg_inds_list) = multi_apply(
-             self._get_target_single, cls_scores_list, bbox_preds_list,
-             gt_bboxes_list, gt_labels_list, img_metas, assign_results)
-        num_total_pos = sum(inds.numel() for inds in pos_inds_list)
-        num_total_neg = sum(inds.numel() for inds in neg_inds_list)
-        return (labels_list, label_weights_list, bbox_targets_list,
-                bbox_weights_list, num_total_pos, num_total_neg)
+        if gt_bboxes_ignore_list is not None and all(
+                isinstance(r, AssignResult) for r in gt_bboxes_ignore_list):
+            # NOTE transitional: before the mmdet 2.x signature came back,
+            # the sixth argument was this layer's assignment per image
+            # (tools/analysis_tools/benchmark.py passes it so); prefer
+            # matches=head.match(...).select(layer)
+            matches = BatchMatches.from_assign_results(
+                [gt_bboxes_ignore_list], cls_scores_list[0].device)
+            gt_bboxes_ignore_list = None
+        if gt_bboxes_ignore_list is not None:
+            raise NotImplementedError(
+                'DETRHead: gt_bboxes_ignore is not supported')
+        cls_scores = torch.stack(cls_scores_list)[None]
+        bbox_preds = torch.stack(bbox_preds_list)[None]
+        if matches is None:
+            matches = self.match(cls_scores, bbox_preds, gt_bboxes_list,
+                                 gt_labels_list, img_metas)
+        gt_labels, gt_bboxes = pad_ground_truths(gt_labels_list,
+                                                 gt_bboxes_list,
+                                                 bbox_preds.dtype)
+        labels = self._target_labels(matches, gt_labels)[0]
+        pos = matches.gt_inds[0] > 0  # (bs, num_query)
+        label_weights = bbox_preds.new_ones(pos.shape)
+        bbox_weights = pos[..., None].expand(*pos.shape, 4).to(
+            bbox_preds.dtype)
+        bbox_targets = torch.zeros_like(bbox_preds[0])
+        if gt_bboxes.shape[1] > 0:
+            # gather each prediction's ground truth (the first one for the
+            # unmatched, zeroed by the weights below)
+            index = (matches.gt_inds[0] - 1).clamp(min=0)
+            boxes = gt_bboxes.gather(1, index[..., None].expand(
+                *index.shape, 4))
+            factors = image_size_factors(img_metas, bbox_preds)[:, None]
+            bbox_targets = bbox_xyxy_to_cxcywh(boxes / factors) * bbox_weights
+        num_total_pos = matches.num_pos[0]
+        num_total_neg = pos.numel() - num_total_pos
+        return (list(labels), list(label_weights), list(bbox_targets),
+                list(bbox_weights), num_total_pos, num_total_neg)
 
     def _get_target_single(self,
                            cls_score: Tensor,
@@ -407,9 +534,9 @@ class DETRHead(BaseModule):
                            gt_bboxes: Tensor,
                            gt_labels: Tensor,
                            img_meta: dict,
-                           assign_result=None) -> tuple:
-        """Match one image (unless ``assign_result`` is given) and build its
-        targets.
+                           gt_bboxes_ignore: Optional[Tensor] = None) -> tuple:
+        """Match one image and build its targets (mmdet 2.x's interface):
+        :meth:`get_targets` on a batch of one image.
 
         Args:
             cls_score (Tensor): has shape (num_query, cls_out_channels).
@@ -417,8 +544,7 @@ class DETRHead(BaseModule):
             gt_bboxes (Tensor): Absolute (x1, y1, x2, y2), shape (num_gts, 4).
             gt_labels (Tensor): has shape (num_gts, ).
             img_meta (dict): Has ``img_shape``.
-            assign_result (AssignResult, optional): This image's assignment,
-                e.g. from :meth:`assign_all`; None runs the assigner.
+            gt_bboxes_ignore (None): Not supported; must be None.
 
         Returns:
             tuple: labels (num_query, ) with ``num_classes`` for background,
@@ -426,34 +552,16 @@ class DETRHead(BaseModule):
             normalised (cx, cy, w, h), bbox_weights (num_query, 4), pos_inds,
             neg_inds.
         """
-        num_bboxes = bbox_pred.size(0)
-        factor = self._image_factor(img_meta, bbox_pred)
-        if assign_result is None:
-            pred_instances = InstanceData(
-                scores=cls_score,
-                bboxes=bbox_cxcywh_to_xyxy(bbox_pred) * factor)
-            gt_instances = InstanceData(bboxes=gt_bboxes, labels=gt_labels)
-            assign_result = self.assigner.assign(pred_instances, gt_instances,
-                                                 img_meta)
-        pos_inds = torch.nonzero(
-            assign_result.gt_inds > 0, as_tuple=False).squeeze(-1).unique()
-        neg_inds = torch.nonzero(
-            assign_result.gt_inds == 0, as_tuple=False).squeeze(-1).unique()
-        pos_assigned_gt_inds = assign_result.gt_inds[pos_inds] - 1
-
-        labels = gt_bboxes.new_full((num_bboxes, ),
-                                    self.num_classes,
-                                    dtype=torch.long)
-        labels[pos_inds] = gt_labels[pos_assigned_gt_inds]
-        label_weights = gt_bboxes.new_ones(num_bboxes)
-
-        bbox_targets = torch.zeros_like(bbox_pred)
-        bbox_weights = torch.zeros_like(bbox_pred)
-        bbox_weights[pos_inds] = 1.0
-        bbox_targets[pos_inds] = bbox_xyxy_to_cxcywh(
-            gt_bboxes[pos_assigned_gt_inds] / factor)
-        return (labels, label_weights, bbox_targets, bbox_weights, pos_inds,
-                neg_inds)
+        (labels, label_weights, bbox_targets, bbox_weights, _,
+         _) = self.get_targets([cls_score], [bbox_pred], [gt_bboxes],
+                               [gt_labels], [img_meta],
+                               None if gt_bboxes_ignore is None else
+                               [gt_bboxes_ignore])
+        pos = bbox_weights[0][:, 0] > 0
+        pos_inds = torch.nonzero(pos, as_tuple=False).squeeze(-1)
+        neg_inds = torch.nonzero(~pos, as_tuple=False).squeeze(-1)
+        return (labels[0], label_weights[0], bbox_targets[0], bbox_weights[0],
+                pos_inds, neg_inds)
 
     # --------------------------------------------------------- prediction
     def get_bboxes(self,

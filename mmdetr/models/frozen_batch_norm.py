@@ -17,7 +17,7 @@ shift == conv(x, W * scale, bias=shift)``, so the convolution scales its
 (small) weight instead of the network scaling its (large) output, and the
 activation is written and read once less, forward and backward.
 """
-from typing import Iterator, Tuple
+from typing import Iterator, List, Tuple
 
 import torch
 import torch.nn as nn
@@ -107,14 +107,27 @@ class ConvFrozenBN2d(nn.Conv2d):
     training mode) both layers compute as before, separately.
     """
 
-    # the FrozenBatchNorm2d after it; kept in a tuple so that it does not
-    # become a second parent's submodule (no duplicate state-dict keys)
+    # the FrozenBatchNorm2d after it, and the (parent module, name) where it
+    # sits; kept in tuples so that they do not become submodules of the
+    # convolution (no duplicate state-dict keys)
     _folded_norm: Tuple[FrozenBatchNorm2d] = ()
+    _folded_at: Tuple[nn.Module, str] = ()
+
+    def applies_norm(self) -> bool:
+        """Whether this convolution applies its BatchNorm now: the norm is
+        frozen and still in its place (``convert_sync_batchnorm`` replaces
+        it with a new module that then applies itself)."""
+        if not self._folded_norm or not self._folded_norm[0].is_frozen():
+            return False
+        if self._folded_at:
+            parent, name = self._folded_at
+            return parent._modules.get(name) is self._folded_norm[0]
+        return True
 
     def forward(self, x: Tensor) -> Tensor:
-        norm = self._folded_norm[0] if self._folded_norm else None
-        if norm is None or not norm.is_frozen():
+        if not self.applies_norm():
             return super().forward(x)
+        norm = self._folded_norm[0]
         scale, shift = norm.scale_shift()
         weight = self.weight * scale.to(self.weight.dtype)[:, None, None,
                                                            None]
@@ -124,9 +137,11 @@ class ConvFrozenBN2d(nn.Conv2d):
 
 
 def _conv_norm_pairs(
-        module: nn.Module) -> Iterator[Tuple[nn.Module, nn.Module]]:
-    """(convolution, BatchNorm) pairs inside ``module`` where the BatchNorm
-    is known to be applied to the convolution's output and to nothing else:
+    module: nn.Module
+) -> Iterator[Tuple[nn.Module, nn.Module, nn.Module, str]]:
+    """(convolution, BatchNorm, BatchNorm's parent, BatchNorm's name) inside
+    ``module`` where the BatchNorm is known to be applied to the
+    convolution's output and to nothing else:
     adjacent layers of an ``nn.Sequential`` (mmdet's ResNet ``downsample``
     and deep stem), and ``convK``/``normK`` of mmdet's ResNet stem and
     residual blocks, whose ``forward`` calls them back to back (only where
@@ -135,8 +150,9 @@ def _conv_norm_pairs(
     known = (BasicBlock, Bottleneck, ResNet)
     for m in module.modules():
         if isinstance(m, nn.Sequential):
-            layers = list(m)
-            yield from zip(layers[:-1], layers[1:])
+            names = list(m._modules)
+            for a, b in zip(names[:-1], names[1:]):
+                yield m._modules[a], m._modules[b], m, b
             continue
         owner = next((k for k in known if isinstance(m, k)), None)
         if owner is None or type(m).forward is not owner.forward:
@@ -144,7 +160,8 @@ def _conv_norm_pairs(
         for i in (1, 2, 3):
             norm_name = getattr(m, f'norm{i}_name', None)
             if norm_name is not None and hasattr(m, f'conv{i}'):
-                yield getattr(m, f'conv{i}'), getattr(m, norm_name)
+                yield (getattr(m, f'conv{i}'), getattr(m, norm_name), m,
+                       norm_name)
 
 
 def fold_frozen_batch_norms(module: nn.Module) -> int:
@@ -161,12 +178,60 @@ def fold_frozen_batch_norms(module: nn.Module) -> int:
         int: how many BatchNorm layers were folded.
     """
     count = 0
-    for conv, norm in _conv_norm_pairs(module):
+    for conv, norm, parent, name in _conv_norm_pairs(module):
         if (type(conv) is nn.Conv2d and type(norm) is FrozenBatchNorm2d
                 and not norm.folded_into_conv
                 and norm.num_features == conv.out_channels):
             conv.__class__ = ConvFrozenBN2d
             conv._folded_norm = (norm, )
+            conv._folded_at = (parent, name)
             norm.folded_into_conv = True
             count += 1
+    return count
+
+
+def frozen_norm_slots(module: nn.Module) -> List[Tuple[nn.Module, str,
+                                                       FrozenBatchNorm2d]]:
+    """(parent, name, layer) of every :class:`FrozenBatchNorm2d` inside
+    ``module``, to find them again after a conversion replaced them (see
+    :func:`restore_frozen_batch_norms`)."""
+    return [(parent, name, child) for parent in module.modules()
+            for name, child in parent._modules.items()
+            if type(child) is FrozenBatchNorm2d]
+
+
+def restore_frozen_batch_norms(slots) -> int:
+    """Put back frozen BatchNorm layers that a SyncBatchNorm conversion
+    replaced.
+
+    mmengine's ``convert_sync_batchnorm`` (run by the Runner for
+    ``sync_bn='torch'``) and torch's ``SyncBatchNorm.convert_sync_batchnorm``
+    replace every BatchNorm, frozen ones included, by a new SyncBatchNorm
+    sharing its parameters and buffers. A frozen layer has no batch
+    statistics to synchronise, and its folded convolution (if any) would
+    stop applying it; so a replacement is undone when the original layer is
+    permanently frozen: affine parameters without gradients and
+    ``permanent`` True (the backbone keeps its BatchNorms in evaluation
+    mode, mmdet's ``norm_eval``). Trainable BatchNorms stay converted.
+
+    Args:
+        slots (list): From :func:`frozen_norm_slots`, each
+            ``(parent, name, layer, permanent)``.
+
+    Returns:
+        int: how many layers were put back.
+    """
+    count = 0
+    for parent, name, norm, permanent in slots:
+        current = parent._modules.get(name)
+        if (current is norm or not permanent or current is None
+                or not isinstance(current, nn.modules.batchnorm._BatchNorm)
+                or current.weight is not norm.weight
+                or norm.weight.requires_grad or norm.bias.requires_grad):
+            continue
+        # permanently frozen: evaluation mode whatever the replacement's
+        # (mmengine's conversion leaves new layers in training mode)
+        norm.train(False)
+        parent._modules[name] = norm
+        count += 1
     return count

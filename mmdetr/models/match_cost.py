@@ -17,7 +17,7 @@ predictions (num_layers, bs, num_preds, ...) against ground truths padded to
 batch, and one image is the case without batch dimensions. The formula of
 each cost is its ``compute``.
 """
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from mmdet.structures.bbox import bbox_overlaps, bbox_xyxy_to_cxcywh
@@ -26,10 +26,27 @@ from torch import Tensor
 from mmdetr.registry import TASK_UTILS
 
 
-def image_size_factor(img_meta: dict, like: Tensor) -> Tensor:
-    """(w, h, w, h) of ``img_meta['img_shape']`` as a tensor like ``like``."""
-    img_h, img_w = img_meta['img_shape'][:2]
-    return like.new_tensor([img_w, img_h, img_w, img_h])
+def image_size_factors(img_metas: Sequence[dict], like: Tensor) -> Tensor:
+    """(w, h, w, h) of each ``img_meta['img_shape']``: the factor from
+    normalised to absolute box coordinates.
+
+    Filled in place with Python numbers, which travel to the device as
+    kernel arguments: unlike ``new_tensor(list)`` no host-to-device copy,
+    which on a GPU would make the host wait.
+
+    Args:
+        img_metas (list[dict]): Per image, with ``img_shape`` (h, w).
+        like (Tensor): Gives dtype and device.
+
+    Returns:
+        Tensor: has shape (num_images, 4).
+    """
+    factors = like.new_empty((len(img_metas), 4))
+    for i, img_meta in enumerate(img_metas):
+        img_h, img_w = img_meta['img_shape'][:2]
+        factors[i, 0::2] = img_w
+        factors[i, 1::2] = img_h
+    return factors
 
 
 class BaseMatchCost:
@@ -45,8 +62,8 @@ class BaseMatchCost:
     def __call__(self, pred_instances, gt_instances,
                  img_meta: Optional[dict] = None) -> Tensor:
         """Cost of one image, shape (num_preds, num_gts)."""
-        factor = None if img_meta is None else image_size_factor(
-            img_meta, gt_instances.bboxes)
+        factor = None if img_meta is None else image_size_factors(
+            [img_meta], gt_instances.bboxes)[0]
         return self.batched(pred_instances.scores, pred_instances.bboxes,
                             gt_instances.labels, gt_instances.bboxes, factor)
 

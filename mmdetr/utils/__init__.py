@@ -5,11 +5,11 @@ from .checkpoint import (UnsafeCheckpointError, load_checkpoint_file,
 from .checkpoint_scheme import PREFIX as CONVERT_PREFIX
 from .convert import (CheckpointLayoutError, convert_state_dict,
                       detect_layout)
-from .setup_env import setup_launcher
+from .host_sync import HostSyncCounter, to_device, to_host
 
 __all__ = [
     'UnsafeCheckpointError', 'load_checkpoint_file',
     'trusted_checkpoint_globals', 'register_trusted_checkpoint_globals',
     'CONVERT_PREFIX', 'CheckpointLayoutError', 'convert_state_dict',
-    'detect_layout', 'setup_launcher'
+    'detect_layout', 'HostSyncCounter', 'to_device', 'to_host'
 ]

@@ -1,5 +1,5 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
-"""Runner set-up shared by tools/train.py and tools/test.py.
+"""Launcher and runner set-up shared by tools/train.py and tools/test.py.
 
 Distributed runs work the same on GPUs and on CPU-only machines: with CUDA,
 mmengine initialises NCCL as usual; without it, mmengine's ``init_dist``
@@ -7,17 +7,17 @@ would call ``torch.cuda.set_device`` and die, so the process group is
 initialised here with gloo before the Runner is built (mmengine then skips
 its own initialisation) and DDP is told there are no device ids.
 """
-import argparse
 import os
 import os.path as osp
 import subprocess
-import sys
+from typing import Optional
 
 import torch
 import torch.distributed as dist
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
-from .checkpoint import register_trusted_checkpoint_globals
+from mmdetr.engine.runner import Runner, find_latest_checkpoint
+from mmdetr.registry import RUNNERS
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
@@ -54,10 +54,9 @@ def setup_launcher(cfg: Config, launcher: str) -> None:
         launcher (str): 'none', 'pytorch' (torchrun), 'slurm' or 'mpi'.
     """
     if launcher not in LAUNCHERS:
-        raise ValueError(f'--launcher must be one of {LAUNCHERS}, '
+        raise ValueError(f'launcher must be one of {LAUNCHERS}, '
                          f'got {launcher!r}')
     cfg.launcher = launcher
-    register_trusted_checkpoint_globals()
     if launcher == 'none' or torch.cuda.is_available():
         return  # single process, or GPUs: mmengine's own path (NCCL)
 
@@ -79,26 +78,15 @@ def setup_launcher(cfg: Config, launcher: str) -> None:
     cfg.model_wrapper_cfg = wrapper
 
 
-def add_runner_args(parser: argparse.ArgumentParser) -> None:
-    """The options every runner tool shares: --cfg-options, --launcher."""
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config keys, e.g. train_cfg.max_epochs=12 '
-        'model.bbox_head.num_classes=3')
-    parser.add_argument(
-        '--launcher', choices=LAUNCHERS, default='none', help='job launcher')
-    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-
-
-def load_config(path: str, cfg_options=None, work_dir=None,
-                tool: str = 'mmdetr') -> Config:
+def load_config(path: str, cfg_options=None, work_dir=None) -> Config:
     """Read a config, apply ``--cfg-options`` and settle the work dir
-    (``work_dir`` > the config's > ``./work_dirs/<config name>``)."""
+    (``work_dir`` > the config's > ``./work_dirs/<config name>``).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+    """
     if not osp.isfile(path):
-        sys.exit(f'{tool}: config file not found: {path}')
+        raise FileNotFoundError(f'config file not found: {path}')
     cfg = Config.fromfile(path)
     if cfg_options is not None:
         cfg.merge_from_dict(cfg_options)
@@ -110,14 +98,64 @@ def load_config(path: str, cfg_options=None, work_dir=None,
     return cfg
 
 
-def build_runner(cfg: Config, launcher: str):
+def set_deterministic_env(cfg: Config) -> None:
+    """With ``randomness.deterministic=True``, let cuBLAS be deterministic.
+
+    torch's deterministic mode raises at the first cuBLAS matmul on CUDA
+    unless ``CUBLAS_WORKSPACE_CONFIG`` is set; cuBLAS reads it when CUDA
+    starts, so it is set here, before the Runner touches the device. A value
+    the user set is kept.
+    """
+    if cfg.get('randomness', {}).get('deterministic', False):
+        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+
+
+def resume_from_latest(work_dir: str) -> Optional[str]:
+    """The checkpoint every rank resumes from: decided by rank 0 alone.
+
+    Only rank 0 writes checkpoints, so on machines whose work dirs are not
+    shared (node-local disks) other ranks would find none, or another one,
+    by scanning their own work dir. Rank 0 picks the newest complete
+    checkpoint (:func:`find_latest_checkpoint`) and every rank receives its
+    choice before loading; ranks that cannot read that file get its content
+    from rank 0 when mmdetr's :class:`~mmdetr.engine.Runner` resumes.
+
+    Needs the process group to be up when distributed (it is after
+    :func:`setup_launcher`).
+
+    Returns:
+        str | None: the path, or None when there is nothing to resume.
+    """
+    distributed = dist.is_available() and dist.is_initialized()
+    rank = dist.get_rank() if distributed else 0
+    choice = [find_latest_checkpoint(work_dir) if rank == 0 else None]
+    if distributed:
+        dist.broadcast_object_list(choice, src=0)
+    return choice[0]
+
+
+def build_runner(cfg: Config, launcher: str, resume_latest: bool = False):
     """Set up ``launcher`` and build the config's runner: ``runner_type``
     if given, else mmdetr's Runner (atomic checkpoint saves, safe loading).
+
+    Args:
+        cfg (Config): The run's config.
+        launcher (str): One of :data:`LAUNCHERS`.
+        resume_latest (bool): Resume from the newest checkpoint in
+            ``cfg.work_dir`` as rank 0 finds it (:func:`resume_from_latest`);
+            start from scratch when there is none. Defaults to False.
+
     """
-    from mmdetr.engine import Runner
-    from mmdetr.registry import RUNNERS
+    set_deterministic_env(cfg)
     os.environ.setdefault('LOCAL_RANK', '0')
     setup_launcher(cfg, launcher)
+    if resume_latest:
+        latest = resume_from_latest(cfg.work_dir)
+        if latest is None:
+            print(f'--resume: no checkpoint in {cfg.work_dir}, starting '
+                  'from scratch')
+        cfg.resume = latest is not None
+        cfg.load_from = latest
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
