@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from conftest import build_mmdetr, make_batch, preprocess
+from helpers import build_mmdetr, make_batch, preprocess
 from mmdetr.engine import ConsecutiveSkipGuard, SkipNonFiniteAmpOptimWrapper
 
 
@@ -91,7 +91,7 @@ def test_model_lets_nonfinite_loss_through_to_the_scaler(monkeypatch):
 
 @pytest.fixture(scope='module')
 def train_tool():
-    from load_tool import load_tool
+    from helpers import load_tool
     return load_tool('tools/train.py', 'train_tool_amp')
 
 

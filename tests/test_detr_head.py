@@ -231,8 +231,8 @@ def test_backbone_runs_channels_last_through_init_and_loading():
 def test_loss_equals_the_per_image_reference():
     """The batched loss (matched predictions gathered by index, host-known
     normalisers) equals mmdet's per-image formulation with dense targets
-    and weights (tests/reference_matching.py), layer by layer."""
-    from reference_matching import reference_layer_loss
+    and weights (tests/references/reference_matching.py), layer by layer."""
+    from references.reference_matching import reference_layer_loss
     torch.manual_seed(0)
     model = build_mmdetr(dec=3)
     model.train()
@@ -255,7 +255,7 @@ def test_loss_equals_the_per_image_reference():
 def test_mmdet2x_target_entry_points_equal_the_reference():
     """get_targets and _get_target_single (mmdet 2.x's interface) match as a
     batch of one set / one image and give the reference's dense targets."""
-    from reference_matching import reference_targets
+    from references.reference_matching import reference_targets
     torch.manual_seed(0)
     model = build_mmdetr()
     outs, gt_bboxes, gt_labels, metas = head_outputs_and_targets(

@@ -8,10 +8,10 @@ import sys
 import pytest
 from mmengine.config import Config
 
-from conftest import run, write_tiny_train_config
+from helpers import run, write_tiny_train_config
 from mmdetr.engine import set_deterministic_env
 
-RECORD = ("custom_imports = dict(imports=['mmdetr', 'record_start_hook'], "
+RECORD = ("custom_imports = dict(imports=['mmdetr', 'helpers.record_start_hook'], "
           'allow_failed_imports=False)\n'
           "custom_hooks = [dict(type='RecordStartHook')]\n"
           'randomness = dict(seed=0, deterministic=True)\n'
@@ -40,7 +40,7 @@ def test_every_rank_resumes_from_rank0s_choice(coco_root, tmp_path):
     env['HIDE_CHECKPOINTS_FROM_RANK1'] = str(work_dir)
     env['STOP_AFTER_RECORD'] = '1'
     run(sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-        '--master_port=29547', 'tests/rank_view.py', cfg, '--work-dir',
+        '--master_port=29547', 'tests/helpers/rank_view.py', cfg, '--work-dir',
         work_dir, '--launcher', 'pytorch', '--resume', env=env)
     starts = [
         json.loads((tmp_path / f'start_rank{r}.json').read_text())

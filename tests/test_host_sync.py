@@ -13,7 +13,7 @@ import torch.distributed as dist
 from mmengine.logging import MessageHub
 from mmengine.optim import OptimWrapper
 
-from conftest import build_mmdet, build_mmdetr, make_batch, preprocess
+from helpers import build_mmdet, build_mmdetr, make_batch, preprocess
 from mmdetr.utils.host_sync import HostSyncCounter, to_device, to_host
 
 

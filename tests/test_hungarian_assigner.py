@@ -7,7 +7,7 @@ from mmengine.structures import InstanceData
 
 from mmdetr.models import HungarianAssigner
 from mmdetr.models.hungarian_assigner import solve_assignment
-from reference_matching import reference_assign
+from references.reference_matching import reference_assign
 
 COSTS = [
     dict(type='ClassificationCost', weight=1.),
@@ -134,7 +134,7 @@ def assert_same_result(batched, single):
 ])
 def test_batch_assignment_equals_per_image_reference(costs, gen):
     """One batched call for 3 layers x 5 images gives, for every (layer,
-    image), what the per-image reference (tests/reference_matching.py) and
+    image), what the per-image reference (tests/references/reference_matching.py) and
     ``assign`` give for that image alone; the images have no ground truth,
     fewer, as many, and more ground truths than the 6 predictions."""
     num_gts = [0, 2, 6, 9, 4]

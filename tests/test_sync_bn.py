@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 from mmengine.model import convert_sync_batchnorm
 
-from conftest import build_mmdetr, make_batch, mmdetr_cfg, preprocess
+from helpers import build_mmdetr, make_batch, mmdetr_cfg, preprocess
 from mmdetr.models import FrozenBatchNorm2d
 
 

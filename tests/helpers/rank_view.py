@@ -8,7 +8,7 @@ rank 1 cannot see the checkpoint files under DIR (``*.pth`` and
 ``glob``) and cannot be opened, as on a node that did not write them. The
 other ranks see everything.
 
-    python -m torch.distributed.run --nproc_per_node=2 tests/rank_view.py \
+    python -m torch.distributed.run --nproc_per_node=2 tests/helpers/rank_view.py \
         CONFIG --launcher pytorch --resume
 """
 import builtins
@@ -18,7 +18,7 @@ import os
 import os.path as osp
 import sys
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def _hide_checkpoints(directory: str) -> None:
