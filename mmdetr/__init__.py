@@ -7,6 +7,7 @@ Importing the package registers its components in mmdetr's registries
 """
 from .version import __version__, version_info
 # registers the components, and the checkpoint prefix 'mmdetr-convert://'
-from . import datasets, engine, models, utils  # noqa: F401,E402
+from . import (datasets, engine, evaluation, models, utils,  # noqa: F401,E402
+               visualization)
 
 __all__ = ['__version__', 'version_info']
