@@ -77,7 +77,10 @@ demo: install
 	say "3/4 testing $$ckpt on the val split, drawing the detections"; \
 	OMP_WAIT_POLICY=$(DEMO_OMP_WAIT_POLICY) $(PYTHON) tools/test.py $(DEMO_CONFIG) $$ckpt --eval bbox \
 	  --work-dir $(DEMO_WORK_DIR)/test --show-dir $(DEMO_WORK_DIR)/detections \
-	  --show-score-thr $(DEMO_SCORE_THR) 2>&1 | tee $(DEMO_WORK_DIR)/test_output.log; \
+	  --show-score-thr $(DEMO_SCORE_THR) --out $(DEMO_WORK_DIR)/results.pkl \
+	  2>&1 | tee $(DEMO_WORK_DIR)/test_output.log; \
+	$(PYTHON) tools/analysis_tools/count_duplicates.py $(DEMO_WORK_DIR)/results.pkl \
+	  --score-thr $(DEMO_SCORE_THR) --iou-thr 0.5 | tee $(DEMO_WORK_DIR)/duplicates.txt; \
 	$(PYTHON) tools/demo/image_demo.py $(DEMO_DATA)/val/000000.jpg \
 	  $(DEMO_CONFIG) $$ckpt --out-file $(DEMO_WORK_DIR)/image_demo.png --score-thr $(DEMO_SCORE_THR); \
 	say "4/4 plotting the loss curves and val mAP"; \
@@ -87,9 +90,11 @@ demo: install
 	echo; echo "bbox AP on $(DEMO_DATA)/val, $$ckpt:"; \
 	grep -E "Average (Precision|Recall)|bbox_mAP_copypaste" $(DEMO_WORK_DIR)/test_output.log \
 	  | sed -e 's/^.*INFO - //'; \
+	cat $(DEMO_WORK_DIR)/duplicates.txt; \
 	echo; echo "Everything is in $(DEMO_WORK_DIR)/:"; \
 	echo "  $$ckpt                 the trained weights"; \
 	echo "  $(DEMO_WORK_DIR)/detections/*.jpg   every val image with its detections drawn"; \
+	echo "  $(DEMO_WORK_DIR)/results.pkl        the raw detections (tools/test.py --out)"; \
 	echo "  $(DEMO_WORK_DIR)/image_demo.png     tools/demo/image_demo.py on val/000000.jpg"; \
 	echo "  $(DEMO_WORK_DIR)/curves.png         training losses and val mAP"; \
 	echo "  $$log   the training log (json)"

@@ -46,7 +46,10 @@ model = dict(
             num_decoder_layers=3,
             feedforward_channels=512,
             dropout=0.0),
-        positional_encoding=dict(num_feats=64)),
+        positional_encoding=dict(num_feats=64),
+        # Group DETR (training only): 11 groups of 20 queries, each matched
+        # one-to-one on its own; inference runs the first group alone
+        num_query_groups=11),
     test_cfg=dict(max_per_img=20))
 
 train_pipeline = [
@@ -86,11 +89,15 @@ val_dataloader = dict(
         data_prefix=dict(img='val/'),
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(
-    type='CocoMetric',
-    ann_file=data_root + 'annotations/instances_val.json',
-    metric='bbox',
-    format_only=False)
+val_evaluator = [
+    dict(
+        type='CocoMetric',
+        ann_file=data_root + 'annotations/instances_val.json',
+        metric='bbox',
+        format_only=False),
+    # what DETR must not do: two boxes for one object (no NMS anywhere)
+    dict(type='mmdetr.DuplicateMetric', score_thr=0.5, iou_thr=0.5)
+]
 test_evaluator = val_evaluator
 
 optim_wrapper = dict(

@@ -8,7 +8,8 @@ allowlist of trusted checkpoint classes (:mod:`mmdetr.utils.checkpoint`).
 """
 from .version import __version__, version_info
 # registers the components, and the checkpoint prefix 'mmdetr-convert://'
-from . import datasets, engine, models, utils  # noqa: F401,E402
+from . import (datasets, engine, evaluation, models, utils,  # noqa: F401,E402
+               visualization)
 
 # once per process: every weights_only load (mmengine's resume and
 # load_from, mmdet's tools) accepts the few trusted checkpoint classes

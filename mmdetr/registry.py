@@ -45,9 +45,10 @@ OPTIMIZERS = _child(mmdet_registry.OPTIMIZERS)
 OPTIM_WRAPPERS = _child(mmdet_registry.OPTIM_WRAPPERS, ['mmdetr.engine'])
 OPTIM_WRAPPER_CONSTRUCTORS = _child(mmdet_registry.OPTIM_WRAPPER_CONSTRUCTORS)
 PARAM_SCHEDULERS = _child(mmdet_registry.PARAM_SCHEDULERS)
-METRICS = _child(mmdet_registry.METRICS)
+METRICS = _child(mmdet_registry.METRICS, ['mmdetr.evaluation'])
 EVALUATOR = _child(mmdet_registry.EVALUATOR)
-VISUALIZERS = _child(mmdet_registry.VISUALIZERS)
+VISUALIZERS = _child(mmdet_registry.VISUALIZERS,
+                     ['mmdetr.visualization'])
 VISBACKENDS = _child(mmdet_registry.VISBACKENDS)
 LOG_PROCESSORS = _child(mmdet_registry.LOG_PROCESSORS)
 

@@ -35,6 +35,34 @@ def test_load_splits_train_and_val(scalars_json):
     log = analyze_logs.load_json_log(str(scalars_json))
     assert [r['step'] for r in log['train']] == [10, 20, 30, 40, 50, 60]
     assert [r['coco/bbox_mAP_50'] for r in log['val']] == [0.3, 0.6]
+    # each val record knows the training iteration it ran at
+    assert [r['train_step'] for r in log['val']] == [30, 60]
+
+
+def test_val_metrics_against_iterations_one_panel_each(scalars_json,
+                                                       tmp_path,
+                                                       monkeypatch):
+    import matplotlib.axes
+    drawn = []
+    plot = matplotlib.axes.Axes.plot
+
+    def spy(ax, xs, ys, *args, **kwargs):
+        drawn.append((ax, list(xs), kwargs.get('label')))
+        return plot(ax, xs, ys, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, 'plot', spy)
+    other = tmp_path / 'other.json'
+    other.write_text(scalars_json.read_text())
+    assert analyze_logs.main([
+        'plot_curve', str(scalars_json), str(other), '--keys',
+        'bbox_mAP', 'bbox_mAP_50', '--val-x', 'iter', '--legend', 'a', 'b',
+        '--out', str(tmp_path / 'v.png')
+    ]) == 0
+    assert [(xs, label) for _, xs, label in drawn] == [
+        ([30, 60], 'a: coco/bbox_mAP'), ([30, 60], 'b: coco/bbox_mAP'),
+        ([30, 60], 'a: coco/bbox_mAP_50'), ([30, 60], 'b: coco/bbox_mAP_50')]
+    # two validation keys, two panels
+    assert len({id(ax) for ax, _, _ in drawn}) == 2
 
 
 def test_plot_curve_writes_a_png(scalars_json, tmp_path, capsys):

@@ -10,10 +10,9 @@ import socket
 import pytest
 import torch
 import torch.distributed as dist
-from mmengine.logging import MessageHub
-from mmengine.optim import OptimWrapper
 
-from helpers import build_mmdet, build_mmdetr, make_batch, preprocess
+from helpers import (build_mmdet, build_mmdetr, count_step, make_batch,
+                     preprocess)
 from mmdetr.utils.host_sync import HostSyncCounter, to_device, to_host
 
 
@@ -48,33 +47,6 @@ def test_counter_leaves_out_optimizer_step_counters_only():
     with HostSyncCounter(ignore=lambda kind, frames: False) as everything:
         optimizer.step()
     assert everything.counts['item'] >= 1
-
-
-def training_step(model, data, optim_wrapper):
-    """What the runner runs per iteration after the data preprocessor:
-    loss, parse_losses, backward + clip + optimizer step
-    (``update_params``), and the logging of ``log_vars``
-    (``RuntimeInfoHook.after_train_iter``)."""
-    losses = model(**data, mode='loss')
-    loss, log_vars = model.parse_losses(losses)
-    optim_wrapper.update_params(loss)
-    hub = MessageHub.get_current_instance()
-    for key, value in log_vars.items():
-        hub.update_scalar(f'train/{key}', value)
-    return log_vars
-
-
-def count_step(model, num_boxes=(3, 5), clip=True):
-    torch.manual_seed(0)
-    model.train()
-    data = preprocess(model, make_batch(num_boxes=num_boxes, seed=3), True)
-    optim_wrapper = OptimWrapper(
-        torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4),
-        clip_grad=dict(max_norm=0.1, norm_type=2) if clip else None)
-    training_step(model, data, optim_wrapper)  # warm-up: first-step set-up
-    with HostSyncCounter() as counter:
-        log_vars = training_step(model, data, optim_wrapper)
-    return counter, log_vars
 
 
 @pytest.mark.parametrize('dec', [2, 4])

@@ -52,7 +52,9 @@ def test_draws_the_boxes_into_out_file(files, capsys):
         str(out), '--score-thr', '0', '--device', 'cpu'
     ]) == 0
     drawn, src = cv2.imread(str(out)), cv2.imread(str(files / 'img.jpg'))
-    assert drawn.shape == src.shape
+    # a 160-pixel image is drawn 3x enlarged (--min-size 480)
+    assert drawn.shape == (480, 480, 3)
+    src = cv2.resize(src, (480, 480), interpolation=cv2.INTER_NEAREST)
     # at threshold 0 every query's box is drawn: many pixels change
     changed = (np.abs(drawn.astype(int) - src.astype(int)).max(-1) > 40)
     assert changed.mean() > 0.01
@@ -60,6 +62,16 @@ def test_draws_the_boxes_into_out_file(files, capsys):
     num_query = Config.fromfile(CONFIG).model.bbox_head.num_query
     assert f'{num_query} detections >= 0.0' in printed
     assert any(name in printed for name in CLASSES)
+
+
+def test_min_size_0_draws_at_the_image_size(files):
+    out = files / 'as_is.png'
+    assert image_demo.main([
+        str(files / 'img.jpg'), CONFIG,
+        str(files / 'ckpt.pth'), '--out-file',
+        str(out), '--min-size', '0', '--device', 'cpu'
+    ]) == 0
+    assert cv2.imread(str(out)).shape == (160, 160, 3)
 
 
 def test_threshold_one_draws_nothing(files, capsys):

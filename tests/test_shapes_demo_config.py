@@ -47,6 +47,17 @@ def test_data_is_what_the_generator_writes():
         assert dataset.data_prefix.img == f'{split}/'
         assert tuple(dataset.metainfo.classes) == shapes.CLASSES
     assert cfg.model.bbox_head.num_classes == len(shapes.CLASSES)
-    assert cfg.val_evaluator.type == 'CocoMetric'
-    assert cfg.val_evaluator.ann_file == (
-        'data/shapes/annotations/instances_val.json')
+    coco, duplicates = cfg.val_evaluator
+    assert coco.type == 'CocoMetric'
+    assert coco.ann_file == 'data/shapes/annotations/instances_val.json'
+    assert duplicates.type == 'mmdetr.DuplicateMetric'
+
+
+def test_demo_trains_with_query_groups_and_infers_without():
+    """Group DETR is on in the demo (training only: the head's inference
+    uses the first group, see tests/test_query_groups.py)."""
+    cfg = Config.fromfile(CONFIG)
+    assert cfg.model.bbox_head.num_query_groups > 1
+    base = Config.fromfile(osp.join(osp.dirname(CONFIG),
+                                    'detr_r50_8x2_150e_coco.py'))
+    assert base.model.bbox_head.get('num_query_groups', 1) == 1

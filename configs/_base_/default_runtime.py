@@ -25,8 +25,12 @@ env_cfg = dict(
 custom_hooks = [dict(type='mmdetr.DataCheckHook')]
 
 vis_backends = [dict(type='LocalVisBackend')]
+# mmdet's visualiser; images under 480 pixels are drawn enlarged
 visualizer = dict(
-    type='DetLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+    type='mmdetr.DetLocalVisualizer',
+    vis_backends=vis_backends,
+    name='visualizer',
+    min_size=480)
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=True)
 
 log_level = 'INFO'

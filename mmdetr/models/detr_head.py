@@ -19,6 +19,7 @@ from torch import Tensor
 from mmdetr.models.hungarian_assigner import (BatchMatches, matched_labels,
                                                pad_ground_truths)
 from mmdetr.models.match_cost import image_size_factors
+from mmdetr.models.query_groups import groups_as_images
 from mmdetr.registry import MODELS, build_model, build_task_util
 
 
@@ -67,6 +68,12 @@ class DETRHead(BaseModule):
         loss_iou (dict): IoU loss on absolute (x1, y1, x2, y2).
         train_cfg (dict): Has ``assigner``.
         test_cfg (dict): Has ``max_per_img``. Defaults to 100.
+        num_query_groups (int): Training only: train with this many groups
+            of ``num_query`` queries, each matched one-to-one on its own
+            and blind to the others in the decoder's self-attention (Group
+            DETR, :mod:`mmdetr.models.query_groups`). Inference always runs
+            the first group alone, i.e. plain DETR. Defaults to 1 (DETR's
+            own training).
         init_cfg (dict, optional): Defaults to None.
     """
 
@@ -102,8 +109,12 @@ class DETRHead(BaseModule):
                                  type='IoUCost', iou_mode='giou', weight=2.0)
                          ])),
                  test_cfg: Optional[dict] = dict(max_per_img=100),
+                 num_query_groups: int = 1,
                  init_cfg=None) -> None:
         super().__init__(init_cfg=init_cfg)
+        if not isinstance(num_query_groups, int) or num_query_groups < 1:
+            raise ValueError('DETRHead: num_query_groups must be an integer '
+                             f'>= 1, got {num_query_groups!r}')
         loss_cls = copy.deepcopy(dict(loss_cls))
         self.bg_cls_weight = 0
         self.use_sigmoid = loss_cls.get('use_sigmoid', False)
@@ -127,6 +138,7 @@ class DETRHead(BaseModule):
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.num_query = num_query
+        self.num_query_groups = num_query_groups
         self.num_reg_fcs = num_reg_fcs
         self.sync_cls_avg_factor = sync_cls_avg_factor
         self.cls_out_channels = num_classes if self.use_sigmoid \
@@ -152,6 +164,12 @@ class DETRHead(BaseModule):
         self.input_proj = nn.Conv2d(
             self.in_channels, self.embed_dims, kernel_size=1)
         self.query_embedding = nn.Embedding(self.num_query, self.embed_dims)
+        if self.num_query_groups > 1:
+            # the other groups' queries: training only, never read by
+            # inference (the first group is ``query_embedding`` itself)
+            self.group_query_embedding = nn.Embedding(
+                (self.num_query_groups - 1) * self.num_query,
+                self.embed_dims)
         self.fc_cls = nn.Linear(self.embed_dims, self.cls_out_channels)
         reg_layers = []
         for _ in range(self.num_reg_fcs):
@@ -195,20 +213,43 @@ class DETRHead(BaseModule):
         Returns:
             tuple[Tensor, Tensor]:
                 - all_cls_scores: logits, has shape
-                  (num_decoder_layers, bs, num_query, cls_out_channels).
+                  (num_decoder_layers, bs, num_query, cls_out_channels);
+                  in training with ``num_query_groups`` K > 1,
+                  (num_decoder_layers, bs, K * num_query, cls_out_channels).
                 - all_bbox_preds: normalised (cx, cy, w, h), has shape
-                  (num_decoder_layers, bs, num_query, 4).
+                  (num_decoder_layers, bs, num_query, 4) (K * num_query
+                  likewise).
         """
         masks = batch_padding_mask(x, img_metas)
         x = self.input_proj(x)
         masks = F.interpolate(
             masks[None], size=x.shape[-2:]).to(torch.bool)[0]
         pos_embed = self.positional_encoding(masks)
-        outs_dec, _ = self.transformer(x, masks, self.query_embedding.weight,
-                                       pos_embed)
+        queries, num_groups = self._queries()
+        outs_dec, _ = self.transformer(x, masks, queries, pos_embed,
+                                       num_groups)
         all_cls_scores = self.fc_cls(outs_dec)
         all_bbox_preds = self.fc_reg(self.reg_ffn(outs_dec)).sigmoid()
         return all_cls_scores, all_bbox_preds
+
+    def _queries(self) -> Tuple[Tensor, int]:
+        """The decoder's queries (n, dims) and the number of groups in them:
+        every group in training, the first (DETR's own) otherwise."""
+        if self.training and self.num_query_groups > 1:
+            return torch.cat([
+                self.query_embedding.weight,
+                self.group_query_embedding.weight
+            ]), self.num_query_groups
+        return self.query_embedding.weight, 1
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a checkpoint trained with query groups loads into a model without
+        # them (e.g. a test or deployment config): the extra groups are
+        # training-only and inference never reads them
+        key = prefix + 'group_query_embedding.weight'
+        if self.num_query_groups == 1:
+            state_dict.pop(key, None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # --------------------------------------------------------------- loss
     def loss(self,
@@ -220,6 +261,11 @@ class DETRHead(BaseModule):
              gt_bboxes_ignore: Optional[List[Tensor]] = None
              ) -> Dict[str, Tensor]:
         """Set loss of every decoder layer.
+
+        With K query groups in the predictions (training with
+        ``num_query_groups``), each group is matched and scored as one more
+        copy of the batch
+        (:func:`~mmdetr.models.query_groups.groups_as_images`).
 
         Every decoder layer and image is matched in one batched pass
         (:meth:`match`), then each layer's losses are computed from its
@@ -256,6 +302,13 @@ class DETRHead(BaseModule):
                 'DETRHead: gt_bboxes_ignore is not supported')
         all_cls_scores = all_cls_scores_list[-1]
         all_bbox_preds = all_bbox_preds_list[-1]
+        num_groups = all_cls_scores.size(2) // self.num_query
+        if num_groups > 1:
+            all_cls_scores, all_bbox_preds, (
+                gt_bboxes_list, gt_labels_list,
+                img_metas) = groups_as_images(all_cls_scores, all_bbox_preds,
+                                              num_groups, gt_bboxes_list,
+                                              gt_labels_list, img_metas)
         with torch.autocast(all_cls_scores.device.type, enabled=False):
             all_cls_scores = all_cls_scores.float()
             all_bbox_preds = all_bbox_preds.float()

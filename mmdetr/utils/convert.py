@@ -143,11 +143,19 @@ _OFFICIAL: Rules = (
     ('bbox_head.fc_reg.{p}', 'bbox_embed.layers.2.{p}'),
 )
 
+# Parameters that only training reads (the extra query groups of
+# DETRHead(num_query_groups=K)): mmdetr's checkpoints may hold them; no other
+# layout has a place for them, and inference never needs them.
+TRAINING_ONLY_KEYS: Tuple[str, ...] = (
+    'bbox_head.group_query_embedding.{p}', )
+
 # mmdetr's own keys: the left side of the tables (identity rules).
 _MMDETR: Rules = tuple(
     (ours, ours)
-    for ours in dict.fromkeys(ours for table in (_MMDET3, _OFFICIAL)
-                              for ours, _ in table))
+    for ours in dict.fromkeys([
+        *(ours for table in (_MMDET3, _OFFICIAL) for ours, _ in table),
+        *TRAINING_ONLY_KEYS
+    ]))
 
 
 class CheckpointLayoutError(ValueError):
@@ -347,12 +355,25 @@ def convert_state_dict(state_dict: Dict[str, Tensor],
         ours = source.to_mmdetr(ours, notes)
     if dst == 'mmdetr':
         return ours
+    ours = _drop_training_only(ours, notes)
     theirs, unplaced = _rename(ours, LAYOUTS[dst].rules, to_mmdetr=False)
     if unplaced:
         raise CheckpointLayoutError(
             f'{len(unplaced)} keys have no place in {LAYOUTS[dst].title}, '
             f'e.g. {unplaced[:5]}')
     return theirs
+
+
+def _drop_training_only(state_dict: 'OrderedDict[str, Tensor]',
+                        notes: List[str]) -> 'OrderedDict[str, Tensor]':
+    """mmdetr's weights without :data:`TRAINING_ONLY_KEYS`."""
+    patterns = [_template_regex(key) for key in TRAINING_ONLY_KEYS]
+    dropped = [k for k in state_dict if any(p.match(k) for p in patterns)]
+    if dropped:
+        notes.append(f'dropped {len(dropped)} training-only tensors '
+                     f'({", ".join(dropped)}): inference does not read them')
+    return OrderedDict(
+        (k, v) for k, v in state_dict.items() if k not in dropped)
 
 
 def extract_state_dict(checkpoint) -> Dict[str, Tensor]:

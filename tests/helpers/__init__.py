@@ -9,6 +9,8 @@ fixtures stay in ``tests/conftest.py``.
   them;
 - ``tools``: the repository's tools run as subprocesses or loaded as
   modules, and readers of what they write;
+- ``steps``: one training step as the runner runs it, with its host
+  syncs counted;
 - ``kill_hook``: hooks that kill or poison a training run (imported by
   training subprocesses through ``custom_imports``, not here).
 """
@@ -18,12 +20,13 @@ from .datasets import CLASSES, write_coco_split, write_tiny_train_config
 from .models import (_LOSSES, _PREPROCESSOR, _TRAIN_CFG, TINY,  # noqa: F401
                      _backbone, build_mmdet, build_mmdetr, mmdet_cfg,
                      mmdetr_cfg)
+from .steps import count_step, training_step
 from .tools import (ROOT, TESTS, copypaste_ap, load_ckpt, load_tool, run,
                     scalars, train)
 
 __all__ = [
     'CLASSES', 'ROOT', 'TESTS', 'TINY', 'build_mmdet', 'build_mmdetr',
-    'copypaste_ap', 'load_ckpt', 'load_tool', 'make_batch', 'mmdet_cfg',
+    'copypaste_ap', 'count_step', 'load_ckpt', 'load_tool', 'make_batch', 'mmdet_cfg',
     'mmdetr_cfg', 'preprocess', 'random_boxes', 'run', 'scalars', 'train',
-    'write_coco_split', 'write_tiny_train_config'
+    'training_step', 'write_coco_split', 'write_tiny_train_config'
 ]

@@ -11,8 +11,10 @@ mmengine writes one json object per line: training lines carry the losses,
 validation lines carry ``coco/bbox_mAP``-style metrics and ``step`` (the
 epoch, or the iteration for iteration-based training). ``plot_curve`` draws
 training keys against the iteration and validation keys against ``step`` in
-a second panel. A key matches exactly or by its last ``/`` part, so
-``bbox_mAP`` finds ``coco/bbox_mAP`` as in mmdet's tool.
+a second panel (``--val-x iter``: against the training iteration reached
+when it ran, so that runs with epochs of different lengths compare). A key
+matches exactly or by its last ``/`` part, so ``bbox_mAP`` finds
+``coco/bbox_mAP`` as in mmdet's tool.
 """
 import argparse
 import json
@@ -32,7 +34,8 @@ def load_json_log(path: str) -> Dict[str, List[dict]]:
 
     Returns:
         dict: ``train``: records with an ``iter`` key; ``val``: records with
-        a ``prefix/metric`` key. Other lines (one-key lines) are dropped.
+        a ``prefix/metric`` key, each with ``train_step``: the last training
+        iteration logged before it. Other lines (one-key lines) are dropped.
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'analyze_logs: no such log: {path}')
@@ -50,6 +53,7 @@ def load_json_log(path: str) -> Dict[str, List[dict]]:
             if 'step' not in record:
                 continue
             if any('/' in k for k in record):
+                record['train_step'] = train[-1]['step'] if train else 0
                 val.append(record)
             elif 'iter' in record or 'loss' in record:
                 train.append(record)
@@ -66,18 +70,24 @@ def _find_key(records: List[dict], key: str):
     return matches[0] if matches else None
 
 
-def _series(records: List[dict], key: str):
-    xs = [r['step'] for r in records if key in r]
+def _series(records: List[dict], key: str, x: str = 'step'):
+    xs = [r[x] for r in records if key in r]
     ys = [r[key] for r in records if key in r]
     return np.asarray(xs), np.asarray(ys, dtype=float)
 
 
-def plot_curve(logs: Dict[str, Dict[str, List[dict]]], keys: List[str],
-               out: str, title: str = None, legend: List[str] = None) -> str:
+def plot_curve(logs: Dict[str, Dict[str, List[dict]]],
+               keys: List[str],
+               out: str,
+               title: str = None,
+               legend: List[str] = None,
+               val_x: str = 'step') -> str:
     """Draw the curves of ``keys`` from every log into ``out`` (a PNG).
 
     Training keys go to the left panel against the iteration, validation
-    keys to the right panel against the epoch (or iteration).
+    keys to a panel of their own each, against the epoch (or iteration) of
+    the log's ``step``, or with ``val_x='iter'`` against the training
+    iteration reached.
 
     Raises:
         KeyError: a key is in none of the logs (the message lists the keys
@@ -93,14 +103,18 @@ def plot_curve(logs: Dict[str, Dict[str, List[dict]]], keys: List[str],
                          f'for {len(names)} logs')
     labels = legend or [osp.basename(osp.dirname(osp.dirname(n))) or n
                         for n in names]
-    train_plots, val_plots = [], []
+    train_plots, val_plots = [], {}
     for key in keys:
         found = False
         for name, label in zip(names, labels):
-            for part, plots in (('train', train_plots), ('val', val_plots)):
+            for part in ('train', 'val'):
                 real = _find_key(logs[name][part], key)
                 if real is not None:
-                    xs, ys = _series(logs[name][part], real)
+                    x = 'train_step' if part == 'val' and \
+                        val_x == 'iter' else 'step'
+                    xs, ys = _series(logs[name][part], real, x)
+                    plots = train_plots if part == 'train' else \
+                        val_plots.setdefault(real, [])
                     plots.append((xs, ys, f'{label}: {real}'
                                   if len(names) > 1 else real))
                     found = True
@@ -113,21 +127,24 @@ def plot_curve(logs: Dict[str, Dict[str, List[dict]]], keys: List[str],
             raise KeyError(f'analyze_logs: key {key!r} is in none of '
                            f'{names}; keys there: {available}')
 
-    panels = [p for p in (train_plots, val_plots) if p]
+    # one panel for the training keys, one per validation key: their
+    # scales differ (an AP in [0, 1], a count of images)
+    panels = ([(None, train_plots)] if train_plots else []) + list(
+        val_plots.items())
     fig, axes = plt.subplots(
         1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
-    for ax, plots in zip(axes[0], panels):
-        is_val = plots is val_plots
+    by_epoch = any('epoch' in r for log in logs.values()
+                   for r in log['train'])
+    for ax, (val_key, plots) in zip(axes[0], panels):
+        is_val = val_key is not None
         for xs, ys, label in plots:
             if is_val:
                 ax.plot(xs, ys, marker='o', label=label)
             else:
                 ax.plot(xs, ys, linewidth=0.8, label=label)
         if is_val:
-            by_epoch = any('epoch' in r for log in logs.values()
-                           for r in log['train'])
-            ax.set_xlabel('epoch' if by_epoch else 'iter')
-            ax.set_title('validation')
+            ax.set_xlabel('epoch' if by_epoch and val_x == 'step' else 'iter')
+            ax.set_title(f'validation: {val_key}')
         else:
             ax.set_xlabel('iter')
             ax.set_title('training')
@@ -174,6 +191,12 @@ def parse_args(argv=None):
     plt_parser.add_argument('--legend', nargs='+', help='one name per log')
     plt_parser.add_argument(
         '--out', default='curves.png', help='PNG to write (curves.png)')
+    plt_parser.add_argument(
+        '--val-x',
+        choices=('step', 'iter'),
+        default='step',
+        help='x of validation metrics: the log\'s step (the epoch in epoch-'
+        'based training; default) or the training iteration reached')
     time_parser = sub.add_parser(
         'cal_train_time', help='mean time per training iteration')
     time_parser.add_argument('json_logs', nargs='+', help='json scalar logs')
@@ -199,7 +222,8 @@ def main(argv=None) -> int:
                 if not keys:
                     raise KeyError(f'analyze_logs: none of {DEFAULT_KEYS} is '
                                    f'in {args.json_logs}; pass --keys')
-            out = plot_curve(logs, keys, args.out, args.title, args.legend)
+            out = plot_curve(logs, keys, args.out, args.title, args.legend,
+                             args.val_x)
             print(f'analyze_logs: wrote {out}')
         else:
             cal_train_time(logs)

@@ -9,7 +9,8 @@ weights come from CHECKPOINT (loaded with ``weights_only=True`` and mmdetr's
 allowlist, so a checkpoint cannot run code), and the class names from the
 checkpoint's ``dataset_meta`` (written by training) or else the config's
 ``metainfo``. Inference is mmdet's ``inference_detector``; drawing is mmdet's
-``DetLocalVisualizer``.
+``DetLocalVisualizer``, with images under ``--min-size`` pixels enlarged so
+that labels stay readable.
 """
 import argparse
 import os
@@ -20,11 +21,11 @@ import mmcv
 import torch
 from mmdet.apis import inference_detector
 from mmdet.registry import MODELS
-from mmdet.visualization import DetLocalVisualizer
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from mmdetr.utils import load_checkpoint_file
+from mmdetr.visualization import DetLocalVisualizer
 
 
 def parse_args(argv=None):
@@ -42,6 +43,12 @@ def parse_args(argv=None):
         type=float,
         default=0.3,
         help='draw detections scoring at least this (default: 0.3)')
+    parser.add_argument(
+        '--min-size',
+        type=int,
+        default=480,
+        help='draw images whose shorter side is smaller enlarged by an '
+        'integer factor, boxes too (default: 480; 0 = as they are)')
     parser.add_argument(
         '--device',
         default='cuda:0' if torch.cuda.is_available() else 'cpu',
@@ -103,7 +110,8 @@ def main(argv=None) -> int:
         sys.exit(str(e.args[0]) if e.args else str(e))
     result = inference_detector(model, args.img)
 
-    visualizer = DetLocalVisualizer(name='mmdetr_image_demo')
+    visualizer = DetLocalVisualizer(
+        name='mmdetr_image_demo', min_size=args.min_size)
     visualizer.dataset_meta = model.dataset_meta
     image = mmcv.imread(args.img, channel_order='rgb')
     out_dir = osp.dirname(osp.abspath(args.out_file))

@@ -1,0 +1,42 @@
+# Copyright (c) mmdetr contributors. All rights reserved.
+"""One training step as the runner runs it, and its host syncs counted."""
+import torch
+from mmengine.logging import MessageHub
+from mmengine.optim import OptimWrapper
+
+from mmdetr.utils.host_sync import HostSyncCounter
+
+from .batches import make_batch, preprocess
+
+
+def training_step(model, data, optim_wrapper):
+    """What the runner runs per iteration after the data preprocessor:
+    loss, parse_losses, backward + clip + optimizer step
+    (``update_params``), and the logging of ``log_vars``
+    (``RuntimeInfoHook.after_train_iter``)."""
+    losses = model(**data, mode='loss')
+    loss, log_vars = model.parse_losses(losses)
+    optim_wrapper.update_params(loss)
+    hub = MessageHub.get_current_instance()
+    for key, value in log_vars.items():
+        hub.update_scalar(f'train/{key}', value)
+    return log_vars
+
+
+def count_step(model, num_boxes=(3, 5), clip=True):
+    """Host syncs of one training step after a warm-up step (AdamW, and
+    mmengine's gradient clipping unless ``clip=False``).
+
+    Returns:
+        tuple: the :class:`HostSyncCounter` and the step's ``log_vars``.
+    """
+    torch.manual_seed(0)
+    model.train()
+    data = preprocess(model, make_batch(num_boxes=num_boxes, seed=3), True)
+    optim_wrapper = OptimWrapper(
+        torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4),
+        clip_grad=dict(max_norm=0.1, norm_type=2) if clip else None)
+    training_step(model, data, optim_wrapper)  # warm-up: first-step set-up
+    with HostSyncCounter() as counter:
+        log_vars = training_step(model, data, optim_wrapper)
+    return counter, log_vars
