@@ -14,6 +14,9 @@ from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from mmdetr.compat.mmdet2_config import (is_mmdet2_transformer,
+                                         translate_transformer)
+from mmdetr.compat.mmdet2_head import Mmdet2HeadMixin
 from mmdetr.registry import MODELS, build_model, build_task_util
 
 
@@ -38,19 +41,25 @@ def batch_padding_mask(x: Tensor, img_metas: Sequence[dict]) -> Tensor:
 
 
 @MODELS.register_module()
-class DETRHead(BaseModule):
+class DETRHead(Mmdet2HeadMixin, BaseModule):
     """The head of DETR, in the mmdet 2.x shape.
 
     ``forward`` runs :meth:`forward_single` on each feature level (DETR uses
     one); ``loss`` runs :meth:`loss_single` on each decoder layer's output and
-    :meth:`get_targets` matches predictions to ground truths per image.
+    :meth:`get_targets` matches predictions to ground truths per image;
+    :meth:`predict_by_feat` gives ``InstanceData`` detections (the runner's
+    path). mmdet 2.x's ``forward_train``, ``get_bboxes`` (tuples),
+    ``simple_test_bboxes`` and ``simple_test`` come from
+    :class:`~mmdetr.compat.Mmdet2HeadMixin`.
 
     Args:
         num_classes (int): Object classes, without background.
         in_channels (int): Channels of the backbone feature map.
         num_query (int): Object queries. Defaults to 100.
         num_reg_fcs (int): Hidden layers of the box MLP. Defaults to 2.
-        transformer (dict): :class:`DetrTransformer` config.
+        transformer (dict): :class:`DetrTransformer` config, or mmdet 2.x's
+            ``dict(type='Transformer', encoder=..., decoder=...)``, which
+            :func:`~mmdetr.compat.translate_transformer` maps onto it.
         sync_cls_avg_factor (bool): Average the classification normaliser over
             GPUs too. Defaults to False.
         positional_encoding (dict): Positional encoding config; its
@@ -63,6 +72,8 @@ class DETRHead(BaseModule):
         train_cfg (dict): Has ``assigner``.
         test_cfg (dict): Has ``max_per_img``. Defaults to 100.
         init_cfg (dict, optional): Defaults to None.
+        type (str, optional): Ignored, so that ``DETRHead(**cfg)`` takes a
+            config dict with its ``type`` key, as mmdet 2.x's head did.
     """
 
     def __init__(self,
@@ -97,7 +108,8 @@ class DETRHead(BaseModule):
                                  type='IoUCost', iou_mode='giou', weight=2.0)
                          ])),
                  test_cfg: Optional[dict] = dict(max_per_img=100),
-                 init_cfg=None) -> None:
+                 init_cfg=None,
+                 type: Optional[str] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         loss_cls = copy.deepcopy(dict(loss_cls))
         self.bg_cls_weight = 0
@@ -131,6 +143,8 @@ class DETRHead(BaseModule):
         self.loss_bbox = build_model(loss_bbox)
         self.loss_iou = build_model(loss_iou)
         self.positional_encoding = build_model(positional_encoding)
+        if is_mmdet2_transformer(transformer):
+            transformer = translate_transformer(transformer)
         self.transformer = build_model(
             transformer if transformer is not None else dict(
                 type='DetrTransformer'))
@@ -456,12 +470,13 @@ class DETRHead(BaseModule):
                 neg_inds)
 
     # --------------------------------------------------------- prediction
-    def get_bboxes(self,
-                   all_cls_scores_list: List[Tensor],
-                   all_bbox_preds_list: List[Tensor],
-                   img_metas: List[dict],
-                   rescale: bool = False) -> List[InstanceData]:
-        """Detections from the last decoder layer of the last level.
+    def predict_by_feat(self,
+                        all_cls_scores_list: List[Tensor],
+                        all_bbox_preds_list: List[Tensor],
+                        img_metas: List[dict],
+                        rescale: bool = False) -> List[InstanceData]:
+        """Detections from the last decoder layer of the last level (the
+        3.x runner's form; mmdet 2.x's tuples: :meth:`get_bboxes`).
 
         Returns:
             list[InstanceData]: per image, ``bboxes`` (n, 4) absolute

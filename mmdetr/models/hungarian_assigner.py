@@ -8,6 +8,8 @@ from mmdet.models.task_modules.assigners import AssignResult
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
+from mmdetr.compat.mmdet2_config import translate_assigner_costs
+from mmdetr.compat.mmdet2_costs import mmdet2_assign
 from mmdetr.registry import TASK_UTILS, build_task_util
 from mmdetr.models.match_cost import image_size_factor
 
@@ -57,14 +59,35 @@ class HungarianAssigner:
     (decoder layer) of a batch, with one cost computation and one
     device-to-host copy for all of them, and gives the same assignments.
 
+    mmdet 2.x's form is accepted too (see :mod:`mmdetr.compat`):
+    ``HungarianAssigner(cls_cost=..., reg_cost=..., iou_cost=...)`` (2.x's
+    defaults for those not given) becomes ``match_costs`` in that order,
+    kept as ``self.cls_cost`` / ``self.reg_cost`` / ``self.iou_cost``; and
+    ``assign(bbox_pred, cls_pred, gt_bboxes, gt_labels, img_meta)`` with
+    normalised (cx, cy, w, h) ``bbox_pred`` runs the same matching.
+
     Args:
         match_costs (dict | list[dict]): Match cost configs, e.g.
             ``[dict(type='ClassificationCost', weight=1.),
             dict(type='BBoxL1Cost', weight=5., box_format='xywh'),
             dict(type='IoUCost', iou_mode='giou', weight=2.)]``.
+        cls_cost, reg_cost, iou_cost (dict, optional): mmdet 2.x's form,
+            instead of ``match_costs``.
     """
 
-    def __init__(self, match_costs: Union[dict, List[dict]]) -> None:
+    def __init__(self,
+                 match_costs: Union[dict, List[dict], None] = None,
+                 cls_cost: Optional[dict] = None,
+                 reg_cost: Optional[dict] = None,
+                 iou_cost: Optional[dict] = None) -> None:
+        mmdet2_form = match_costs is None
+        if mmdet2_form:
+            match_costs = translate_assigner_costs(cls_cost, reg_cost,
+                                                   iou_cost)
+        elif not (cls_cost is None and reg_cost is None and iou_cost is None):
+            raise ValueError(
+                'HungarianAssigner: give either match_costs or mmdet 2.x\'s '
+                'cls_cost/reg_cost/iou_cost, not both')
         if isinstance(match_costs, dict):
             match_costs = [match_costs]
         if not match_costs:
@@ -73,6 +96,8 @@ class HungarianAssigner:
             build_task_util(cfg) if isinstance(cfg, dict) else cfg
             for cfg in match_costs
         ]
+        if mmdet2_form:
+            self.cls_cost, self.reg_cost, self.iou_cost = self.match_costs
 
     def cost_matrix(self, pred_scores: Tensor, pred_bboxes: Tensor,
                     gt_labels: Tensor, gt_bboxes: Tensor,
@@ -90,8 +115,14 @@ class HungarianAssigner:
                pred_instances,
                gt_instances,
                img_meta: Optional[dict] = None,
+               *args,
                **kwargs) -> AssignResult:
         """Match one image's predictions to its ground truths.
+
+        Called as in mmdet 2.x, ``assign(bbox_pred, cls_pred, gt_bboxes,
+        gt_labels, img_meta, gt_bboxes_ignore=None, eps=1e-7)``, it builds
+        the instances from those tensors (see
+        :func:`~mmdetr.compat.mmdet2_assign`) and runs the same matching.
 
         Args:
             pred_instances (InstanceData): ``scores`` (num_preds, C) logits
@@ -105,6 +136,9 @@ class HungarianAssigner:
             1-based ground-truth index otherwise; ``labels`` is -1 for
             background.
         """
+        if isinstance(pred_instances, Tensor):  # mmdet 2.x's call
+            return mmdet2_assign(self, pred_instances, gt_instances,
+                                 img_meta, *args, **kwargs)
         gt_labels = gt_instances.labels
         num_gts = len(gt_instances)
         num_preds = len(pred_instances)
