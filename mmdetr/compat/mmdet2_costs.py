@@ -40,6 +40,7 @@ def mmdet2_cost_call(cost, pred: Tensor, target: Tensor) -> Tensor:
     Returns:
         Tensor: has shape (num_query, num_gt).
     """
+    # imported here: mmdetr.models.match_cost imports this module
     from mmdetr.models.match_cost import (BBoxL1Cost, ClassificationCost,
                                           IoUCost)
     if isinstance(cost, BBoxL1Cost):

@@ -23,6 +23,7 @@ import torch
 from mmdet.structures.bbox import bbox_overlaps, bbox_xyxy_to_cxcywh
 from torch import Tensor
 
+from mmdetr.compat.mmdet2_costs import mmdet2_cost_call
 from mmdetr.registry import TASK_UTILS
 
 
@@ -51,7 +52,6 @@ class BaseMatchCost:
         numbers (:func:`~mmdetr.compat.mmdet2_cost_call`).
         """
         if isinstance(pred_instances, Tensor):
-            from mmdetr.compat.mmdet2_costs import mmdet2_cost_call
             return mmdet2_cost_call(self, pred_instances, gt_instances)
         factor = None if img_meta is None else image_size_factor(
             img_meta, gt_instances.bboxes)
