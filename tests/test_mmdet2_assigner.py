@@ -107,7 +107,8 @@ def test_mmdet2_constructor_defaults_and_attributes():
     assert assigner.iou_cost.iou_mode == 'giou'
     assigner = HungarianAssigner(
         iou_cost=dict(type='IoUCost', iou_mode='iou', weight=3.))
-    assert assigner.iou_cost.iou_mode == 'iou' and assigner.iou_cost.weight == 3
+    assert assigner.iou_cost.iou_mode == 'iou'
+    assert assigner.iou_cost.weight == 3.
     assert assigner.cls_cost.weight == 1.
     with pytest.raises(ValueError, match='not both'):
         HungarianAssigner([dict(type='ClassificationCost')],

@@ -146,7 +146,9 @@ def test_tiny_mmdet2_dict_loads_mmdetr_weights_and_gives_same_outputs():
     data = make_batch(num_boxes=(3, 7))
     for model in (ours, theirs):
         model.train()
-    losses = [m(**preprocess(m, data, True), mode='loss') for m in (ours, theirs)]
+    losses = [
+        m(**preprocess(m, data, True), mode='loss') for m in (ours, theirs)
+    ]
     assert losses[0].keys() == losses[1].keys()
     for key in losses[0]:
         torch.testing.assert_close(losses[1][key], losses[0][key], msg=key)

@@ -77,7 +77,8 @@ def test_import_mmdetr_allowlists_exactly_the_trusted_classes():
     assert 'ADDED' in proc.stdout
 
 
-def test_init_detector_loads_mmengine_checkpoints_refuses_malicious_ones(coco_root, tmp_path):
+def test_init_detector_loads_mmengine_checkpoints_refuses_malicious_ones(
+        coco_root, tmp_path):
     from mmdet.apis import init_detector
     cfg = write_tiny_train_config(
         tmp_path / 'user.py', coco_root,
@@ -90,8 +91,9 @@ def test_init_detector_loads_mmengine_checkpoints_refuses_malicious_ones(coco_ro
     good = tmp_path / 'good.pth'
     torch.save(
         dict(state_dict=model.state_dict(),
-             message_hub=dict(log_scalars={'loss': HistoryBuffer([1., 2.], [1, 1])},
-                              lr=np.float64(1e-4))), good)
+             message_hub=dict(
+                 log_scalars={'loss': HistoryBuffer([1., 2.], [1, 1])},
+                 lr=np.float64(1e-4))), good)
     loaded = init_detector(cfg, str(good), device='cpu')
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
