@@ -271,3 +271,22 @@ def test_head_error_for_bad_spec_names_the_field():
         'cross_attn', 'norm', 'self_attn', 'norm', 'ffn', 'norm')
     with pytest.raises(Mmdet2ConfigError, match='operation_order'):
         DETRHead(**cfg)
+
+
+def test_mmdet2_checkpoint_through_converter_runs_in_mmdet2_built_model():
+    """The whole 2.x path: weights in mmdet 2.x's key layout, converted,
+    load strictly into the model built from the 2.x dict and give the
+    outputs of mmdet 3.3's own DETR with the same weights."""
+    from test_convert_mmdet import (assert_same_losses,
+                                    assert_same_predictions,
+                                    mmdet2_state_dict, randomize_)
+
+    from conftest import build_mmdet
+    from mmdetr.utils import convert_state_dict
+    reference = randomize_(build_mmdet(), seed=1)
+    weights = mmdet2_state_dict(reference.state_dict())
+    model = build_mmdetr(mmdet2_model(**TINY2))
+    model.load_state_dict(convert_state_dict(weights, 'auto'), strict=True)
+    data = make_batch(num_boxes=(2, 5), seed=7)
+    assert_same_losses(reference, model, data)
+    assert_same_predictions(reference, model, data)
