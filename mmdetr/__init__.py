@@ -1,15 +1,22 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 """mmdetr: DETR as an OpenMMLab (mmdet 3.x) registry plugin.
 
-Importing the package registers its components in mmdetr's registries
-(children of mmdet's), see :mod:`mmdetr.registry`, the checkpoint prefix
-``mmdetr-convert://`` (:mod:`mmdetr.utils.checkpoint_scheme`) and the
-allowlist of trusted checkpoint classes (:mod:`mmdetr.utils.checkpoint`).
+Importing the package (as ``custom_imports`` does):
+
+- registers its components in mmdetr's registries (children of mmdet's),
+  see :mod:`mmdetr.registry`, and the checkpoint prefix
+  ``mmdetr-convert://`` (:mod:`mmdetr.utils.checkpoint_scheme`);
+- loads the mmdet 2.x compatibility layer (:mod:`mmdetr.compat`);
+- allowlists the few harmless classes mmengine checkpoints hold
+  (:func:`mmdetr.utils.register_trusted_checkpoint_globals`), so that
+  mmdet's own tools and APIs (``tools/test.py``, ``init_detector``,
+  ``DetInferencer``) load checkpoints under torch >= 2.6 with
+  ``weights_only`` still on. Nothing else is allowed.
 """
 from .version import __version__, version_info
 # registers the components, and the checkpoint prefix 'mmdetr-convert://'
-from . import (datasets, engine, evaluation, models, utils,  # noqa: F401,E402
-               visualization)
+from . import (compat, datasets, engine, evaluation,  # noqa: F401,E402
+               models, utils, visualization)
 
 # once per process: every weights_only load (mmengine's resume and
 # load_from, mmdet's tools) accepts the few trusted checkpoint classes

@@ -154,7 +154,7 @@ class DETR(BaseDetector):
         with torch.inference_mode():
             img_metas = self._img_metas(batch_data_samples)
             outs = self.bbox_head(self.extract_feat(batch_inputs), img_metas)
-            results = self.bbox_head.get_bboxes(
+            results = self.bbox_head.predict_by_feat(
                 *outs, img_metas, rescale=rescale)
         return self.add_pred_to_datasample(batch_data_samples, results)
 

@@ -16,6 +16,9 @@ from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from mmdetr.compat.mmdet2_config import (is_mmdet2_transformer,
+                                         translate_transformer)
+from mmdetr.compat.mmdet2_head import Mmdet2HeadMixin
 from mmdetr.models.hungarian_assigner import (BatchMatches, matched_labels,
                                                pad_ground_truths)
 from mmdetr.models.match_cost import image_size_factors
@@ -44,19 +47,25 @@ def batch_padding_mask(x: Tensor, img_metas: Sequence[dict]) -> Tensor:
 
 
 @MODELS.register_module()
-class DETRHead(BaseModule):
+class DETRHead(Mmdet2HeadMixin, BaseModule):
     """The head of DETR, in the mmdet 2.x shape.
 
     ``forward`` runs :meth:`forward_single` on each feature level (DETR uses
     one); ``loss`` runs :meth:`loss_single` on each decoder layer's output and
-    :meth:`get_targets` matches predictions to ground truths per image.
+    :meth:`get_targets` matches predictions to ground truths per image;
+    :meth:`predict_by_feat` gives ``InstanceData`` detections (the runner's
+    path). mmdet 2.x's ``forward_train``, ``get_bboxes`` (tuples),
+    ``simple_test_bboxes`` and ``simple_test`` come from
+    :class:`~mmdetr.compat.Mmdet2HeadMixin`.
 
     Args:
         num_classes (int): Object classes, without background.
         in_channels (int): Channels of the backbone feature map.
         num_query (int): Object queries. Defaults to 100.
         num_reg_fcs (int): Hidden layers of the box MLP. Defaults to 2.
-        transformer (dict): :class:`DetrTransformer` config.
+        transformer (dict): :class:`DetrTransformer` config, or mmdet 2.x's
+            ``dict(type='Transformer', encoder=..., decoder=...)``, which
+            :func:`~mmdetr.compat.translate_transformer` maps onto it.
         sync_cls_avg_factor (bool): Average the classification normaliser over
             GPUs too. Defaults to False.
         positional_encoding (dict): Positional encoding config; its
@@ -75,6 +84,8 @@ class DETRHead(BaseModule):
             the first group alone, i.e. plain DETR. Defaults to 1 (DETR's
             own training).
         init_cfg (dict, optional): Defaults to None.
+        type (str, optional): Ignored, so that ``DETRHead(**cfg)`` takes a
+            config dict with its ``type`` key, as mmdet 2.x's head did.
     """
 
     def __init__(self,
@@ -110,7 +121,8 @@ class DETRHead(BaseModule):
                          ])),
                  test_cfg: Optional[dict] = dict(max_per_img=100),
                  num_query_groups: int = 1,
-                 init_cfg=None) -> None:
+                 init_cfg=None,
+                 type: Optional[str] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if not isinstance(num_query_groups, int) or num_query_groups < 1:
             raise ValueError('DETRHead: num_query_groups must be an integer '
@@ -148,6 +160,8 @@ class DETRHead(BaseModule):
         self.loss_bbox = build_model(loss_bbox)
         self.loss_iou = build_model(loss_iou)
         self.positional_encoding = build_model(positional_encoding)
+        if is_mmdet2_transformer(transformer):
+            transformer = translate_transformer(transformer)
         self.transformer = build_model(
             transformer if transformer is not None else dict(
                 type='DetrTransformer'))
@@ -617,12 +631,13 @@ class DETRHead(BaseModule):
                 pos_inds, neg_inds)
 
     # --------------------------------------------------------- prediction
-    def get_bboxes(self,
-                   all_cls_scores_list: List[Tensor],
-                   all_bbox_preds_list: List[Tensor],
-                   img_metas: List[dict],
-                   rescale: bool = False) -> List[InstanceData]:
-        """Detections from the last decoder layer of the last level.
+    def predict_by_feat(self,
+                        all_cls_scores_list: List[Tensor],
+                        all_bbox_preds_list: List[Tensor],
+                        img_metas: List[dict],
+                        rescale: bool = False) -> List[InstanceData]:
+        """Detections from the last decoder layer of the last level (the
+        3.x runner's form; mmdet 2.x's tuples: :meth:`get_bboxes`).
 
         Returns:
             list[InstanceData]: per image, ``bboxes`` (n, 4) absolute

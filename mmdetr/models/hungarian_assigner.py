@@ -10,6 +10,8 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
+from mmdetr.compat.mmdet2_config import translate_assigner_costs
+from mmdetr.compat.mmdet2_costs import mmdet2_assign
 from mmdetr.models.match_cost import image_size_factors
 from mmdetr.registry import TASK_UTILS, build_task_util
 from mmdetr.utils.host_sync import to_device, to_host
@@ -192,15 +194,36 @@ class HungarianAssigner:
     interface) is a batch of one image and one set; :meth:`assign_batch`
     returns mmdet's :obj:`AssignResult` per set and image.
 
+    mmdet 2.x's form is accepted too (see :mod:`mmdetr.compat`):
+    ``HungarianAssigner(cls_cost=..., reg_cost=..., iou_cost=...)`` (2.x's
+    defaults for those not given) becomes ``match_costs`` in that order,
+    kept as ``self.cls_cost`` / ``self.reg_cost`` / ``self.iou_cost``; and
+    ``assign(bbox_pred, cls_pred, gt_bboxes, gt_labels, img_meta)`` with
+    normalised (cx, cy, w, h) ``bbox_pred`` runs the same matching.
+
     Args:
         match_costs (dict | list[dict]): Match cost configs, e.g.
             ``[dict(type='ClassificationCost', weight=1.),
             dict(type='BBoxL1Cost', weight=5., box_format='xywh'),
             dict(type='IoUCost', iou_mode='giou', weight=2.)]``. mmdet's own
             costs (which score one image at a time) work too.
+        cls_cost, reg_cost, iou_cost (dict, optional): mmdet 2.x's form,
+            instead of ``match_costs``.
     """
 
-    def __init__(self, match_costs: Union[dict, List[dict]]) -> None:
+    def __init__(self,
+                 match_costs: Union[dict, List[dict], None] = None,
+                 cls_cost: Optional[dict] = None,
+                 reg_cost: Optional[dict] = None,
+                 iou_cost: Optional[dict] = None) -> None:
+        mmdet2_form = match_costs is None
+        if mmdet2_form:
+            match_costs = translate_assigner_costs(cls_cost, reg_cost,
+                                                   iou_cost)
+        elif not (cls_cost is None and reg_cost is None and iou_cost is None):
+            raise ValueError(
+                'HungarianAssigner: give either match_costs or mmdet 2.x\'s '
+                'cls_cost/reg_cost/iou_cost, not both')
         if isinstance(match_costs, dict):
             match_costs = [match_costs]
         if not match_costs:
@@ -209,6 +232,8 @@ class HungarianAssigner:
             build_task_util(cfg) if isinstance(cfg, dict) else cfg
             for cfg in match_costs
         ]
+        if mmdet2_form:
+            self.cls_cost, self.reg_cost, self.iou_cost = self.match_costs
 
     def cost_matrix(self, pred_scores: Tensor, pred_bboxes: Tensor,
                     gt_labels_list: Sequence[Tensor],
@@ -324,9 +349,15 @@ class HungarianAssigner:
                pred_instances,
                gt_instances,
                img_meta: Optional[dict] = None,
+               *args,
                **kwargs) -> AssignResult:
         """Match one image's predictions to its ground truths: a batch of
         one image and one set of predictions.
+
+        Called as in mmdet 2.x, ``assign(bbox_pred, cls_pred, gt_bboxes,
+        gt_labels, img_meta, gt_bboxes_ignore=None, eps=1e-7)``, it builds
+        the instances from those tensors (see
+        :func:`~mmdetr.compat.mmdet2_assign`) and runs the same matching.
 
         Args:
             pred_instances (InstanceData): ``scores`` (num_preds, C) logits
@@ -340,6 +371,9 @@ class HungarianAssigner:
             1-based ground-truth index otherwise; ``labels`` is -1 for
             background.
         """
+        if isinstance(pred_instances, Tensor):  # mmdet 2.x's call
+            return mmdet2_assign(self, pred_instances, gt_instances,
+                                 img_meta, *args, **kwargs)
         return self.assign_batch(pred_instances.scores[None, None],
                                  pred_instances.bboxes[None, None],
                                  [gt_instances.labels],

@@ -23,6 +23,7 @@ import torch
 from mmdet.structures.bbox import bbox_overlaps, bbox_xyxy_to_cxcywh
 from torch import Tensor
 
+from mmdetr.compat.mmdet2_costs import mmdet2_cost_call
 from mmdetr.registry import TASK_UTILS
 
 
@@ -61,7 +62,14 @@ class BaseMatchCost:
 
     def __call__(self, pred_instances, gt_instances,
                  img_meta: Optional[dict] = None) -> Tensor:
-        """Cost of one image, shape (num_preds, num_gts)."""
+        """Cost of one image, shape (num_preds, num_gts).
+
+        Called with two tensors it is mmdet 2.x's call, e.g.
+        ``ClassificationCost()(cls_pred, gt_labels)``, answered with 2.x's
+        numbers (:func:`~mmdetr.compat.mmdet2_cost_call`).
+        """
+        if isinstance(pred_instances, Tensor):
+            return mmdet2_cost_call(self, pred_instances, gt_instances)
         factor = None if img_meta is None else image_size_factors(
             [img_meta], gt_instances.bboxes)[0]
         return self.batched(pred_instances.scores, pred_instances.bboxes,
