@@ -6,7 +6,7 @@ import io
 import os.path as osp
 import re
 
-from conftest import ROOT
+from helpers import ROOT
 
 
 def test_worked_example_runs():

@@ -8,7 +8,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from conftest import (ROOT, build_mmdetr, make_batch, mmdetr_cfg,
+from helpers import (ROOT, build_mmdetr, make_batch, mmdetr_cfg,
                       preprocess)
 from mmdetr.compat import Mmdet2ConfigError, translate_transformer
 from mmdetr.models import DETRHead
@@ -281,7 +281,7 @@ def test_mmdet2_checkpoint_through_converter_runs_in_mmdet2_built_model():
                                     assert_same_predictions,
                                     mmdet2_state_dict, randomize_)
 
-    from conftest import build_mmdet
+    from helpers import build_mmdet
     from mmdetr.utils import convert_state_dict
     reference = randomize_(build_mmdet(), seed=1)
     weights = mmdet2_state_dict(reference.state_dict())

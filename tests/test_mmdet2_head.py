@@ -7,7 +7,7 @@ import pytest
 import torch
 from mmengine.structures import InstanceData
 
-from conftest import build_mmdetr, make_batch, preprocess
+from helpers import build_mmdetr, make_batch, preprocess
 from mmdetr.compat import normalise_img_meta
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, copypaste_ap, run, write_tiny_train_config
+from helpers import ROOT, copypaste_ap, run, write_tiny_train_config
 
 MMDET_TOOLS = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools')
 
