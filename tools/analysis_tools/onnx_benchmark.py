@@ -25,6 +25,7 @@ profiler, one batch-1 run each.
 import argparse
 import collections
 import json
+import logging
 import os
 import os.path as osp
 import statistics
@@ -54,6 +55,11 @@ def parse_args(argv=None):
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--variants', nargs='+', default=['all'],
                         help='ONNX Runtime settings, e.g. all extended:nospin')
+    parser.add_argument(
+        '--clock', choices=('wall', 'cpu'), default='wall',
+        help='elapsed time, or the process\'s CPU time (with --threads 1 '
+        'and the :nospin variants: the work, not the waiting, on a shared '
+        'machine)')
     parser.add_argument('--profile', action='store_true')
     parser.add_argument('--cases', nargs='+', choices=list(CASES),
                         default=list(CASES))
@@ -65,6 +71,8 @@ def build_model(config: str):
     cfg.model.backbone.init_cfg = None  # random weights, no download
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MODELS.build(cfg.model)
+    # init_weights logs every parameter at INFO
+    logging.getLogger('mmengine').setLevel(logging.WARNING)
     model.init_weights()
     return model.eval()
 
@@ -91,13 +99,17 @@ def make_variant(onnx_file: str, spec: str, threads: int, profile=False):
                                 providers=['CPUExecutionProvider'])
 
 
-def timed(fn) -> float:
-    start = time.perf_counter()
+CLOCK = dict(wall=time.perf_counter, cpu=time.process_time)
+
+
+def timed(fn, clock: str = 'wall') -> float:
+    now = CLOCK[clock]
+    start = now()
     fn()
-    return (time.perf_counter() - start) * 1000
+    return (now() - start) * 1000
 
 
-def bench_case(model, sessions, sizes, repeats):
+def bench_case(model, sessions, sizes, repeats, clock='wall'):
     """Medians (ms) per contender and the per-round PyTorch/ORT ratios."""
     from mmdetr.deploy.verify import random_batch
     inputs, samples = random_batch(model, sizes)
@@ -113,7 +125,7 @@ def bench_case(model, sessions, sizes, repeats):
     names = list(fns)
     for r in range(repeats):
         for name in (names if r % 2 == 0 else names[::-1]):
-            times[name].append(timed(fns[name]))
+            times[name].append(timed(fns[name], clock))
     return times
 
 
@@ -160,13 +172,15 @@ def main(argv=None) -> int:
         from mmdetr.deploy.export import export_onnx
         onnx_file = osp.join(tempfile.mkdtemp(), 'detr.onnx')
         start = time.perf_counter()
-        export_onnx(model, onnx_file, shape=(800, 1333), dynamic=True)
+        # a small example batch traces faster; the graph is dynamic
+        export_onnx(model, onnx_file, shape=(320, 480), dynamic=True)
         print(f'exported {onnx_file} in {time.perf_counter() - start:.0f} s')
     sessions = {
         f'ORT {spec}': make_variant(onnx_file, spec, args.threads)
         for spec in args.variants
     }
-    print(f'threads {args.threads}, {args.repeats} rounds, load average '
+    print(f'threads {args.threads}, {args.clock} clock, {args.repeats} '
+          'rounds, load average '
           f'{" ".join(f"{v:.2f}" for v in os.getloadavg())}')
     header = f'| {"case":<28s} | {"contender":<16s} | median ms | ' \
              'PyTorch/this | spread |'
@@ -174,7 +188,8 @@ def main(argv=None) -> int:
     print('|' + '|'.join('-' * (len(c)) for c in header.split('|')[1:-1])
           + '|')
     for case in args.cases:
-        times = bench_case(model, sessions, CASES[case], args.repeats)
+        times = bench_case(model, sessions, CASES[case], args.repeats,
+                           args.clock)
         base = statistics.median(times['PyTorch'])
         for name, ts in times.items():
             ratios = [p / t for p, t in zip(times['PyTorch'], ts)]
