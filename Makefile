@@ -30,15 +30,15 @@ install:
 	@set -e; \
 	step() { echo "==> [make install] $$1"; }; \
 	fail() { echo "!! [make install] FAILED at step: $$1" >&2; exit 1; }; \
-	step "1/6 torch"; \
+	step "1/7 torch"; \
 	if $(PYTHON) -c "import torch" 2>/dev/null; then \
 	  echo "    keeping the installed torch $$($(PYTHON) -c 'import torch; print(torch.__version__)')"; \
 	else \
 	  $(PIP) install "torch==$(TORCH_VERSION)" || fail "torch==$(TORCH_VERSION) (install the torch build for your platform first, see README)"; \
 	fi; \
-	step "2/6 build tools (setuptools>=77,<81, wheel)"; \
+	step "2/7 build tools (setuptools>=77,<81, wheel)"; \
 	$(PIP) install -q -r requirements/build.txt || fail "build tools"; \
-	step "3/6 mmcv $(MMCV_VERSION) with compiled ops"; \
+	step "3/7 mmcv $(MMCV_VERSION) with compiled ops"; \
 	if $(PYTHON) -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$(MMCV_VERSION)'" 2>/dev/null; then \
 	  echo "    mmcv $(MMCV_VERSION) with ops already installed"; \
 	else \
@@ -47,11 +47,17 @@ install:
 	  MMCV_WITH_OPS=1 MAX_JOBS=$(MAX_JOBS) $(PIP) install --no-build-isolation "mmcv==$(MMCV_VERSION)" \
 	    || fail "mmcv==$(MMCV_VERSION) build (needs a C++ compiler and the Python headers)"; \
 	fi; \
-	step "4/6 mmengine, mmdet, scipy, pycocotools, pytest"; \
+	step "4/7 mmengine, mmdet, scipy, pycocotools, pytest"; \
 	$(PIP) install -q -r requirements/runtime.txt -r requirements/tests.txt || fail "runtime requirements"; \
-	step "5/6 mmdetr (editable)"; \
+	step "5/7 onnx, onnxruntime (deployment, requirements/deploy.txt)"; \
+	if $(PYTHON) -c "import onnx, onnxruntime" 2>/dev/null; then \
+	  echo "    keeping onnx $$($(PYTHON) -c 'import onnx; print(onnx.__version__)'), onnxruntime $$($(PYTHON) -c 'import onnxruntime; print(onnxruntime.__version__)')"; \
+	else \
+	  $(PIP) install -q -r requirements/deploy.txt || fail "deployment requirements (onnx, onnxruntime)"; \
+	fi; \
+	step "6/7 mmdetr (editable)"; \
 	$(PIP) install -q --no-build-isolation --no-deps -e . || fail "mmdetr editable install"; \
-	step "6/6 import check"; \
+	step "7/7 import check"; \
 	$(PYTHON) -c "import torch, mmcv, mmcv.ops, mmengine, mmdet, mmdet.models, mmdetr; \
 	print('    torch', torch.__version__, '| mmcv', mmcv.__version__, '| mmengine', mmengine.__version__, \
 	'| mmdet', mmdet.__version__, '| mmdetr', mmdetr.__version__)" || fail "import check"

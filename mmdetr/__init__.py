@@ -14,12 +14,17 @@ Importing the package (as ``custom_imports`` does):
   ``weights_only`` still on. Nothing else is allowed.
 """
 from .version import __version__, version_info
-# registers the components, and the checkpoint prefix 'mmdetr-convert://'
-from . import (compat, datasets, engine, evaluation,  # noqa: F401,E402
-               models, utils, visualization)
+import importlib.util as _util  # noqa: E402
 
-# once per process: every weights_only load (mmengine's resume and
-# load_from, mmdet's tools) accepts the few trusted checkpoint classes
-utils.register_trusted_checkpoint_globals()
+# A serving process may have only onnxruntime: there mmdetr.deploy's
+# ORTDetector works and the rest (which needs torch and mmdet) is skipped.
+if _util.find_spec('torch') is not None:
+    # registers the components, and the checkpoint prefix 'mmdetr-convert://'
+    from . import (compat, datasets, engine, evaluation,  # noqa: F401,E402
+                   models, utils, visualization)
+
+    # once per process: every weights_only load (mmengine's resume and
+    # load_from, mmdet's tools) accepts the few trusted checkpoint classes
+    utils.register_trusted_checkpoint_globals()
 
 __all__ = ['__version__', 'version_info']
