@@ -14,9 +14,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import (build_mmdetr, copypaste_ap, mmdetr_cfg, run,
-                      write_tiny_train_config)
-from load_tool import load_tool
+from helpers import (build_mmdetr, copypaste_ap, load_tool, mmdetr_cfg, run,
+                     write_tiny_train_config)
 from mmengine.config import Config
 
 onnx = pytest.importorskip('onnx', reason='pip install onnx')
