@@ -10,6 +10,8 @@ MAX_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 PYTEST_ARGS ?=
 DEMO_CONFIG ?= configs/detr_r18_shapes_demo.py
 DEMO_DATA ?= data/shapes
+# training images the demo config is tuned for (val is always the same 200)
+DEMO_NUM_TRAIN ?= 3600
 DEMO_WORK_DIR ?= work_dirs/detr_r18_shapes_demo
 DEMO_SCORE_THR ?= 0.5
 # Idle OpenMP threads sleep instead of spinning: with other jobs on the same
@@ -68,12 +70,14 @@ test: install
 demo: install
 	@set -eo pipefail; \
 	say() { echo "==> [make demo] $$1"; }; \
-	if [ -f $(DEMO_DATA)/annotations/instances_train.json ] && \
+	have=$$($(PYTHON) -c "import json,sys; print(len(json.load(open(sys.argv[1]))['images']))" \
+	  $(DEMO_DATA)/annotations/instances_train.json 2>/dev/null || echo 0); \
+	if [ "$$have" = "$(DEMO_NUM_TRAIN)" ] && \
 	   [ -f $(DEMO_DATA)/annotations/instances_val.json ]; then \
 	  say "1/4 dataset: keeping $(DEMO_DATA) (delete it to regenerate)"; \
 	else \
-	  say "1/4 dataset: generating $(DEMO_DATA)"; \
-	  $(PYTHON) tools/misc/make_shapes_dataset.py $(DEMO_DATA); \
+	  say "1/4 dataset: generating $(DEMO_DATA) ($(DEMO_NUM_TRAIN) train images; it had $$have)"; \
+	  $(PYTHON) tools/misc/make_shapes_dataset.py $(DEMO_DATA) --num-train $(DEMO_NUM_TRAIN); \
 	fi; \
 	say "2/4 training $(DEMO_CONFIG) from scratch (the budget is 15 minutes on 2 CPU cores)"; \
 	start=$$(date +%s); \

@@ -1,7 +1,20 @@
 # DETR trained from scratch on the generated shapes dataset
-# (tools/misc/make_shapes_dataset.py data/shapes), on 2 CPU cores, within
-# 15 minutes: `make demo`. 1000 train / 200 val images of 160 x 160, 3
-# classes; batch 8, 20 epochs (2500 iterations).
+# (tools/misc/make_shapes_dataset.py data/shapes --num-train 3600), on 2 CPU
+# cores, within 15 minutes: `make demo`. 3600 train / 200 val images of
+# 160 x 160, 3 classes; batch 8, 5 epochs (2250 iterations).
+#
+# Training only (inference is plain DETR, see docs/demo.md for the measured
+# curves):
+# - Group DETR: 11 groups of 20 queries, each matched one-to-one on its own
+#   and blind to the others in the decoder's self-attention; every ground
+#   truth gets 11 positives per step. Per iteration it converges much faster
+#   than DETR's own training (val AP 0.44 vs 0.36 after 2500 iterations);
+#   inference runs the first group only;
+# - no-object weight 0.5 instead of 0.1: duplicate predictions are pushed to
+#   "no object" harder (images with a duplicate 141 vs 186 of 200 at the
+#   same AP);
+# - 3600 generated training images instead of 1000 (more variety for the
+#   same iterations; the val split is the generator's same 200 images).
 #
 # Delta to the paper's recipe, and why:
 # - no pretrained weights exist offline, so the backbone trains from scratch:
@@ -13,8 +26,8 @@
 #   AP50 after 24 epochs);
 # - a 128-d transformer with 2 encoder and 3 decoder layers, no dropout,
 #   20 queries (at most 6 objects per image);
-# - lr 2e-4 with a 200-iteration warm-up and a drop after epoch 16: most of
-#   the AP comes in the epochs after the drop.
+# - lr 2e-4 with a 200-iteration warm-up and a drop after 80% of training:
+#   most of the AP comes after the drop.
 _base_ = './detr_r50_8x2_150e_coco.py'
 
 data_root = 'data/shapes/'
@@ -49,7 +62,9 @@ model = dict(
         positional_encoding=dict(num_feats=64),
         # Group DETR (training only): 11 groups of 20 queries, each matched
         # one-to-one on its own; inference runs the first group alone
-        num_query_groups=11),
+        num_query_groups=11,
+        # duplicates of a matched query are pushed to no-object harder
+        loss_cls=dict(bg_cls_weight=0.5)),
     test_cfg=dict(max_per_img=20))
 
 train_pipeline = [
@@ -104,8 +119,8 @@ optim_wrapper = dict(
     optimizer=dict(lr=2e-4),
     paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=1.0)}))
 
-max_epochs = 20
-train_cfg = dict(max_epochs=max_epochs, val_interval=2)
+max_epochs = 5
+train_cfg = dict(max_epochs=max_epochs, val_interval=1)
 param_scheduler = [
     dict(
         type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
@@ -115,7 +130,7 @@ param_scheduler = [
         begin=0,
         end=max_epochs,
         by_epoch=True,
-        milestones=[16],
+        milestones=[4],
         gamma=0.1)
 ]
 randomness = dict(seed=0)
