@@ -379,6 +379,37 @@ def test_num_classes_mismatch_still_stops_a_finetune_run(trained, tmp_path):
                    **{'model.bbox_head.num_classes': 2})
 
 
+def _coco_dataset(root, classes):
+    from mmdetr.datasets import CocoDataset
+    return CocoDataset(
+        data_root=str(root) + '/', ann_file='annotations/instances_val.json',
+        data_prefix=dict(img='val/'), metainfo=dict(classes=classes),
+        pipeline=[])
+
+
+def test_classes_out_of_the_files_order_are_refused(tmp_path):
+    """mmdet numbers labels in the file's category order: metainfo classes
+    in another order (or one missing in the middle) would name every label
+    wrongly, and a by-name fine-tune would copy rows to the wrong labels."""
+    from mmdetr.datasets.coco import AnnotationFileError
+    make_shapes(tmp_path)  # categories: circle, square, triangle
+    with pytest.raises(AnnotationFileError,
+                       match=r"instances_val.json does not fit .*"
+                       r"in the order \('square', 'triangle'\)"):
+        _coco_dataset(tmp_path, ('triangle', 'square'))
+    with pytest.raises(AnnotationFileError,
+                       match=r"no category named \['hexagon'\]"):
+        _coco_dataset(tmp_path, ('circle', 'hexagon', 'square'))
+    # what labels the same as mmdet: a subset in the file's order, and a
+    # class the file lacks at the end
+    for ok in (('circle', 'triangle'), ('circle', 'square', 'hexagon')):
+        dataset = _coco_dataset(tmp_path, ok)
+        names = {c['id']: c['name']
+                 for c in dataset.coco.dataset['categories']}
+        assert [ok[i] for i in range(len(dataset.cat_ids))] == [
+            names[i] for i in dataset.cat_ids]
+
+
 # ------------------------------------------------------------- generator
 def test_generator_default_output_is_unchanged(tmp_path):
     """Byte for byte what the generator wrote before --classes existed
