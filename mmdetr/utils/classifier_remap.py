@@ -86,17 +86,19 @@ def config_classes(cfg) -> Tuple[Optional[Tuple[str, ...]], str]:
         if classes:
             return tuple(classes), \
                 f'{where}: {dataset_type.__name__}.METAINFO'
-    return None, 'no dataset in the config'
+    return None, 'the config (it names no dataset)'
 
 
 def _dataset_type(name, scope: str):
-    """The dataset class registered as ``name`` (None if not found)."""
+    """The dataset class registered as ``name`` (None if not found), looked
+    up as the runner would: in mmdet's registry (mmdetr's is its child, so
+    ``'mmdetr.CocoDataset'`` resolves too) under the config's scope."""
     if not isinstance(name, str):
         return name  # already a class (lazy-import configs)
-    import mmdet.datasets  # noqa: F401  registers mmdet's datasets
-    from mmengine.registry import DATASETS, DefaultScope
+    from mmdet.registry import DATASETS
+    from mmengine.registry import DefaultScope
 
-    import mmdetr  # noqa: F401  registers mmdetr's datasets
+    import mmdetr.datasets  # noqa: F401  registers mmdetr's datasets
     with DefaultScope.overwrite_default_scope(scope):
         try:
             return DATASETS.get(name)
