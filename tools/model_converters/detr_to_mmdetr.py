@@ -95,11 +95,14 @@ def load_target_config(config: str):
 
 
 def build_target_model(cfg):
-    """The model of config ``cfg``, built as the runner builds it (weights
-    not initialised: nothing is downloaded; torch's default initialisation,
+    """The model of config ``cfg`` (a Config or a path for
+    :func:`load_target_config`), built as the runner builds it (weights not
+    initialised: nothing is downloaded; torch's default initialisation,
     seeded, as DETR's classifier uses)."""
     from mmengine.registry import MODELS, DefaultScope
     import mmdet.models  # noqa: F401  registers mmdet's modules
+    if isinstance(cfg, str):
+        cfg = load_target_config(cfg)
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope(
             cfg.get('default_scope', 'mmdet')):
