@@ -171,9 +171,9 @@ def remap_classifier(state_dict: Dict[str, Tensor],
     if not unknown:
         ckpt_classes, model_classes = tuple(ckpt_classes), tuple(model_classes)
         if ckpt_classes == model_classes:
-            return state_dict, (f'{prefix}: checkpoint and model have the same '
-                                f'{num_classes} classes in the same order: '
-                                'loaded as is'), False
+            return state_dict, (f'{prefix}: checkpoint and model have the '
+                                f'same {num_classes} classes in the same '
+                                'order: loaded as is'), False
         index = {name: i for i, name in enumerate(ckpt_classes)}
         src = [index.get(name) for name in model_classes]
     elif n_ckpt == num_classes:
