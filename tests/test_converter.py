@@ -160,8 +160,9 @@ def test_keys_that_do_not_load_strictly_are_named(tmp_path):
     assert 'does not load strictly' in str(code)
     assert 'missing' in str(code)
     assert 'decoder_layers.2.' in str(code)
-    assert 'bbox_head.fc_cls.weight: checkpoint (81, 64), model (6, 64)' \
-        in str(code)
+    # the classifier is no longer a mismatch: it is rebuilt for the
+    # config's classes (tests/test_finetune.py); the rest is still named
+    assert 'bbox_head.fc_cls' not in str(code)
     assert not dst.exists()
 
 

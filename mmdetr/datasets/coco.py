@@ -29,7 +29,11 @@ class CocoDataset(MMDetCocoDataset):
       are clipped to it; annotations of categories outside
       ``metainfo['classes']`` (training on a subset of classes) are dropped.
       Each kind is counted and reported once, as a warning, after loading;
-    - an image that fails to load raises an error naming the file.
+    - an image that fails to load raises an error naming the file;
+    - ``metainfo['classes']`` listed in another order than the file's
+      categories (or with one missing before others) raises
+      :class:`AnnotationFileError`: mmdet would number labels in the file's
+      order and name them wrongly.
 
     Use it as ``type='mmdetr.CocoDataset'``; arguments are mmdet's.
     """
@@ -71,6 +75,36 @@ class CocoDataset(MMDetCocoDataset):
                     raise AnnotationFileError(
                         f'annotation file {ann_file}: annotations[{i}] '
                         f'(id={ann.get("id")}) has no "{key}" key')
+        self._check_class_order(data['categories'])
+
+    def _check_class_order(self, categories: List[dict]) -> None:
+        """Label ``i`` must be ``metainfo['classes'][i]``.
+
+        mmdet numbers labels by the file's categories whose names are in
+        ``metainfo['classes']``, in the file's order (and CocoMetric maps
+        them back the same way). When the classes are listed in another
+        order, or one in the middle has no category in the file, every
+        label after it carries another class's name: in predictions, in
+        drawn boxes, and when a checkpoint's classifier rows are matched by
+        name for fine-tuning. Refuse that, naming both lists.
+        """
+        classes = tuple(self.metainfo.get('classes') or ())
+        names = [c.get('name') for c in categories if isinstance(c, dict)]
+        found = tuple(n for n in names if n in classes)
+        if found == classes[:len(found)]:
+            return  # labels follow metainfo (absent classes only at the end)
+        if found == tuple(c for c in classes if c in names):
+            missing = [c for c in classes if c not in names]
+            why = (f'it has no category named {missing}, so the classes '
+                   'listed after it would be numbered too low')
+        else:
+            why = f'its categories list them in the order {found}'
+        raise AnnotationFileError(
+            f'annotation file {self.ann_file} does not fit metainfo.classes '
+            f'{classes}: {why}. mmdet numbers labels in the file\'s '
+            'category order, so label names would be wrong; list '
+            'metainfo.classes in the file\'s order (fine-tuning matches '
+            'checkpoint rows by name whatever the order)')
 
     def parse_data_info(self, raw_data_info: dict):
         img_info = raw_data_info['raw_img_info']

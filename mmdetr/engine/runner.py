@@ -1,20 +1,29 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 """mmengine's Runner with crash-safe checkpoints and safe loading."""
 import glob
+import logging
 import os
 import os.path as osp
 import pickle
 import re
 import shutil
 import tempfile
-from typing import Optional
+from collections import OrderedDict
+from typing import Optional, Tuple
 
 import torch.distributed as dist
 from mmengine.dist import master_only
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner as MMEngineRunner
+from mmengine.runner.base_loop import BaseLoop
+from mmengine.runner.checkpoint import (_load_checkpoint,
+                                        _load_checkpoint_to_model)
 
 from mmdetr.registry import RUNNERS
 from mmdetr.utils.checkpoint import UnsafeCheckpointError
+from mmdetr.utils.classifier_remap import (config_classes,
+                                           remap_checkpoint_classifier)
 
 
 def _is_local(path: str) -> bool:
@@ -36,6 +45,10 @@ class Runner(MMEngineRunner):
       resume from (node-local work dirs: only rank 0 writes checkpoints)
       receive its bytes from rank 0, so every rank resumes from the same
       state.
+    - ``load_from`` a checkpoint trained on other classes (fine-tuning)
+      rebuilds the classifier by class name
+      (:mod:`mmdetr.utils.classifier_remap`) and logs one line saying what
+      it did; every other mismatched key is listed by mmengine as before.
     """
 
     @master_only  # as mmengine's: only rank 0 writes
@@ -52,11 +65,56 @@ class Runner(MMEngineRunner):
             if osp.exists(osp.join(out_dir, tmp_name)):
                 os.remove(osp.join(out_dir, tmp_name))
 
-    def load_checkpoint(self, filename: str, *args, **kwargs):
+    def load_checkpoint(self,
+                        filename: str,
+                        map_location='cpu',
+                        strict: bool = False,
+                        revise_keys: list = [(r'^module\.', '')]):
+        """mmengine's ``load_checkpoint`` (used for ``load_from``), with the
+        classifier fitted to the model's classes before loading."""
         try:
-            return super().load_checkpoint(filename, *args, **kwargs)
+            checkpoint = _load_checkpoint(filename, map_location=map_location)
         except pickle.UnpicklingError as e:
             raise UnsafeCheckpointError(_refusal(filename, e)) from e
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        model = self.model.module if is_model_wrapper(
+            self.model) else self.model
+        # Rename keys first ('module.' of DDP-saved weights), so the
+        # classifier is found under its model name.
+        checkpoint = _revise_keys(checkpoint, revise_keys)
+        classes, where = self.dataset_classes()
+        checkpoint, line, warn = remap_checkpoint_classifier(
+            checkpoint, model, classes)
+        if line is not None:
+            print_log(
+                f'{line} [model classes from {where}]',
+                logger='current',
+                level=logging.WARNING if warn else logging.INFO)
+        _load_checkpoint_to_model(model, checkpoint, strict, revise_keys=[])
+        self._has_loaded = True
+        self.logger.info(f'Load checkpoint from {filename}')
+        return checkpoint
+
+    def dataset_classes(self) -> Tuple[Optional[tuple], str]:
+        """The class names the model is trained or tested on.
+
+        The dataset of the loop being run decides (train, else test, else
+        val: the loops ``train()``/``test()``/``val()`` have built); before
+        any loop is built, the config's dataset (its ``metainfo.classes``,
+        or its type's default classes).
+
+        Returns:
+            tuple: the names (None if unknown) and where they came from.
+        """
+        for name in ('train', 'test', 'val'):
+            loop = getattr(self, f'_{name}_loop', None)
+            if isinstance(loop, BaseLoop):
+                dataset = getattr(loop.dataloader, 'dataset', None)
+                metainfo = getattr(dataset, 'metainfo', None) or {}
+                if metainfo.get('classes'):
+                    return (tuple(metainfo['classes']),
+                            f'the {name} dataset\'s metainfo')
+        return config_classes(self.cfg)
 
     def resume(self, filename: str, *args, **kwargs):
         with _readable_on_every_rank(filename) as local:
@@ -110,6 +168,22 @@ class _readable_on_every_rank:
         if self.tmp_dir is not None:
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
         return False
+
+
+def _revise_keys(checkpoint: dict, revise_keys: list) -> dict:
+    """``checkpoint`` with ``re.sub(pattern, repl, key)`` applied to every
+    key of its state dict, as mmengine's loader does."""
+    if not revise_keys:
+        return checkpoint
+    state_dict = checkpoint.get('state_dict', checkpoint)
+    metadata = getattr(state_dict, '_metadata', OrderedDict())
+    for pattern, repl in revise_keys:
+        state_dict = OrderedDict(
+            (re.sub(pattern, repl, k), v) for k, v in state_dict.items())
+    state_dict._metadata = metadata
+    if 'state_dict' in checkpoint:
+        return dict(checkpoint, state_dict=state_dict)
+    return state_dict
 
 
 def _refusal(filename: str, error: Exception) -> str:

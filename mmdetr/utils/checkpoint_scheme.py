@@ -21,8 +21,9 @@ from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from .checkpoint import load_checkpoint_file
-from .convert import (LAYOUTS, convert_state_dict, detect_layout,
-                      extract_state_dict)
+from .classifier_remap import CLASSIFIER, checkpoint_classes, coco_classes
+from .convert import (LAYOUTS, OFFICIAL_COCO_LOGITS, convert_state_dict,
+                      detect_layout, extract_state_dict)
 
 PREFIX = 'mmdetr-convert://'
 # 'detr-r50-e632da11.pth', '..._153551-436d03e8.pth': the first hex digits of
@@ -54,7 +55,9 @@ def load_from_converted(filename: str, map_location=None) -> dict:
 
     Returns:
         dict: ``state_dict`` in mmdetr's layout and ``meta`` with the
-        source layout.
+        source layout and, when known, ``dataset_meta['classes']``: the
+        checkpoint's own record, or COCO's 80 names for an official COCO
+        checkpoint (so fine-tuning copies classifier rows by class name).
 
     Raises:
         FileNotFoundError: no such file.
@@ -68,7 +71,48 @@ def load_from_converted(filename: str, map_location=None) -> dict:
     state_dict = extract_state_dict(checkpoint)
     layout = detect_layout(state_dict)
     notes = [f'detected layout: {layout} ({LAYOUTS[layout].title})']
+    classes = source_classes(checkpoint, state_dict, layout, notes)
     state_dict = convert_state_dict(state_dict, layout, 'mmdetr', notes)
     for note in notes:
         print_log(f'{filename}: {note}', logger='current')
-    return dict(state_dict=state_dict, meta=dict(converted_from=layout))
+    meta = dict(converted_from=layout)
+    if classes is not None:
+        meta['dataset_meta'] = dict(classes=classes)
+    return dict(state_dict=state_dict, meta=meta)
+
+
+def source_classes(checkpoint, state_dict, layout: str, notes: list):
+    """The class names of a checkpoint's classifier, or None.
+
+    Recorded names (mmengine's ``meta['dataset_meta']``, mmdet 2.x's
+    ``meta['CLASSES']``) win; an official checkpoint with COCO's 92 logits
+    is COCO's (the converter keeps its 80 classes, in COCO's order); an
+    mmdet checkpoint with 80 classes and no names is taken for COCO's, as
+    mmdet's ``init_detector`` does (mmdet's released DETRs are COCO's).
+
+    Args:
+        checkpoint: The loaded file.
+        state_dict (dict): Its weights, in ``layout``'s keys (before
+            conversion).
+        layout (str): The detected layout.
+        notes (list): Receives one line saying where the names came from.
+    """
+    classes = checkpoint_classes(checkpoint)
+    if classes is not None:
+        notes.append(f'class names: {len(classes)} recorded in the '
+                     f'checkpoint\'s meta')
+        return classes
+    weight = state_dict.get('class_embed.weight' if layout == 'official'
+                            else f'{CLASSIFIER}.weight')
+    if layout == 'official' and weight is not None and \
+            len(weight) == OFFICIAL_COCO_LOGITS:
+        notes.append('class names: COCO\'s 80 (official DETR with COCO\'s '
+                     '92 logits)')
+        return coco_classes()
+    if layout in ('mmdet2', 'mmdet3') and weight is not None and \
+            len(weight) == len(coco_classes()) + 1:
+        notes.append('class names: not recorded; 80 classes + no-object, '
+                     'taken for COCO\'s 80 (as mmdet\'s init_detector does)')
+        return coco_classes()
+    notes.append('class names: not recorded in the checkpoint')
+    return None

@@ -2,7 +2,7 @@
 """Write a small synthetic detection dataset in COCO format.
 
     python tools/misc/make_shapes_dataset.py OUT_DIR [--num-train N]
-        [--num-val N] [--seed S] [--img-size PX]
+        [--num-val N] [--seed S] [--img-size PX] [--classes NAME ...]
 
 OUT_DIR gets::
 
@@ -10,7 +10,9 @@ OUT_DIR gets::
     annotations/instances_train.json annotations/instances_val.json
 
 Each image is a noisy, textured background with 0 to 6 filled shapes of three
-classes (circle, square, triangle), each class with its own colour family,
+classes (circle, square, triangle; ``--classes`` picks others among
+circle, square, triangle, hexagon, e.g. for a fine-tuning dataset with a new
+class), each class with its own colour family,
 at random sizes (about 12% to 45% of the image side), positions and
 rotations. Shapes may overlap a little (pairwise box IoU <= 0.35, and no box
 lies inside another), so every object stays visible. About 5% of the images
@@ -26,18 +28,20 @@ import math
 import os
 import os.path as osp
 import sys
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import cv2
 import numpy as np
 
-CLASSES = ('circle', 'square', 'triangle')
-# Base colour (BGR, as cv2 writes) of each class; every object jitters it.
+CLASSES = ('circle', 'square', 'triangle')  # the default classes
+# Base colour (BGR, as cv2 writes) of each shape; every object jitters it.
 CLASS_BGR = {
     'circle': (40, 40, 220),  # red
     'square': (50, 190, 40),  # green
     'triangle': (220, 120, 30),  # blue
+    'hexagon': (30, 200, 220),  # yellow
 }
+SHAPES = tuple(CLASS_BGR)
 SPLITS = {'train': 0, 'val': 1}
 MAX_OBJECTS = 6
 EMPTY_FRACTION = 0.05
@@ -84,6 +88,9 @@ def shape_points(rng: np.random.Generator, cls: str, cx: float, cy: float,
                  side: float) -> np.ndarray:
     """Polygon of one shape, rotated at random (circles: 64 points).
 
+    ``side`` is the side of a square or triangle, the diameter of a circle
+    and the corner-to-corner width of a hexagon.
+
     Returns:
         np.ndarray: float (x, y) vertices, has shape (k, 2).
     """
@@ -93,9 +100,13 @@ def shape_points(rng: np.random.Generator, cls: str, cx: float, cy: float,
     elif cls == 'square':
         # circumradius of a square of side ``side``
         k, phase, r = 4, rng.uniform(0, math.pi / 2), side / math.sqrt(2)
-    else:
+    elif cls == 'triangle':
         k, phase = 3, rng.uniform(0, 2 * math.pi / 3)
         r = side / math.sqrt(3)  # equilateral triangle of side ``side``
+    elif cls == 'hexagon':
+        k, phase = 6, rng.uniform(0, math.pi / 3)
+    else:
+        raise ValueError(f'unknown shape {cls!r}; expected one of {SHAPES}')
     a = phase + np.arange(k) * 2 * math.pi / k
     return np.stack([cx + r * np.cos(a), cy + r * np.sin(a)], axis=1)
 
@@ -117,14 +128,19 @@ def _contains(a: np.ndarray, b: np.ndarray) -> bool:
                                        and b[2] >= a[2] and b[3] >= a[3]))
 
 
-def make_image(rng: np.random.Generator, size: int,
-               empty: bool) -> Tuple[np.ndarray, List[Dict]]:
+def make_image(rng: np.random.Generator,
+               size: int,
+               empty: bool,
+               classes: Sequence[str] = CLASSES
+               ) -> Tuple[np.ndarray, List[Dict]]:
     """Draw one image and its objects.
 
     Args:
         rng: The image's own random stream.
         size (int): Image side in pixels.
         empty (bool): Draw no object.
+        classes (sequence[str]): The shapes to draw from (each equally
+            likely). Defaults to :data:`CLASSES`.
 
     Returns:
         tuple: the uint8 BGR image (size, size, 3) and a list of objects,
@@ -138,7 +154,7 @@ def make_image(rng: np.random.Generator, size: int,
     tries = 0
     while len(objects) < num and tries < 200:
         tries += 1
-        cls = CLASSES[int(rng.integers(len(CLASSES)))]
+        cls = classes[int(rng.integers(len(classes)))]
         side = rng.uniform(MIN_SIDE, MAX_SIDE) * size
         cx, cy = rng.uniform(side / 2, size - side / 2, 2)
         pts = shape_points(rng, cls, cx, cy, side)
@@ -177,16 +193,22 @@ def empty_indices(seed: int, split: str, num: int) -> set:
     return set(int(i) for i in rng.choice(num, size=k, replace=False))
 
 
-def make_split(out_dir: str, split: str, num: int, seed: int,
-               size: int) -> dict:
-    """Write the images of one split and return its COCO dict."""
+def make_split(out_dir: str,
+               split: str,
+               num: int,
+               seed: int,
+               size: int,
+               classes: Sequence[str] = CLASSES) -> dict:
+    """Write the images of one split and return its COCO dict (category
+    ids 1, 2 ... in the order of ``classes``)."""
     img_dir = osp.join(out_dir, split)
     os.makedirs(img_dir, exist_ok=True)
     empties = empty_indices(seed, split, num)
     images, annotations = [], []
-    cat_ids = {name: i + 1 for i, name in enumerate(CLASSES)}
+    cat_ids = {name: i + 1 for i, name in enumerate(classes)}
     for idx in range(num):
-        img, objects = make_image(_rng(seed, split, idx), size, idx in empties)
+        img, objects = make_image(
+            _rng(seed, split, idx), size, idx in empties, classes)
         file_name = f'{idx:06d}.jpg'
         ok = cv2.imwrite(
             osp.join(img_dir, file_name), img,
@@ -221,8 +243,12 @@ def make_dataset(out_dir: str,
                  num_train: int = 1000,
                  num_val: int = 200,
                  seed: int = 0,
-                 img_size: int = 160) -> Dict[str, dict]:
+                 img_size: int = 160,
+                 classes: Sequence[str] = CLASSES) -> Dict[str, dict]:
     """Write both splits and their annotation files under ``out_dir``.
+
+    With the default ``classes`` the output is the same, byte for byte, as
+    before ``classes`` existed (the demo's data does not change).
 
     Returns:
         dict[str, dict]: split name -> its COCO dict (as written).
@@ -231,7 +257,7 @@ def make_dataset(out_dir: str,
     os.makedirs(ann_dir, exist_ok=True)
     written = {}
     for split, num in (('train', num_train), ('val', num_val)):
-        coco = make_split(out_dir, split, num, seed, img_size)
+        coco = make_split(out_dir, split, num, seed, img_size, classes)
         with open(osp.join(ann_dir, f'instances_{split}.json'), 'w') as f:
             json.dump(coco, f)
         written[split] = coco
@@ -249,7 +275,20 @@ def parse_args(argv=None):
     parser.add_argument('--seed', type=int, default=0, help='seed (0)')
     parser.add_argument(
         '--img-size', type=int, default=160, help='image side in px (160)')
+    parser.add_argument(
+        '--classes',
+        nargs='+',
+        default=list(CLASSES),
+        metavar='NAME',
+        help=f'shapes to draw, in category id order, among {SHAPES} '
+        f'(default: {" ".join(CLASSES)})')
     args = parser.parse_args(argv)
+    unknown = [c for c in args.classes if c not in CLASS_BGR]
+    if unknown:
+        parser.error(f'--classes: unknown shape(s) {unknown}; choose among '
+                     f'{list(SHAPES)}')
+    if len(set(args.classes)) != len(args.classes):
+        parser.error(f'--classes: a class is named twice: {args.classes}')
     for name in ('num_train', 'num_val'):
         if getattr(args, name) < 0:
             parser.error(f'--{name.replace("_", "-")} must be >= 0, got '
@@ -264,7 +303,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     written = make_dataset(args.out_dir, args.num_train, args.num_val,
-                           args.seed, args.img_size)
+                           args.seed, args.img_size, tuple(args.classes))
     for split, coco in written.items():
         n_img = len(coco['images'])
         with_obj = {a['image_id'] for a in coco['annotations']}

@@ -11,6 +11,15 @@ converted weights are then loaded strictly into the target model, built from
 ``--config`` (default: mmdetr's R50 config, or mmdet 3.x's for
 ``--to mmdet3``); DST is written, atomically, only if no key is missing,
 unexpected or of the wrong shape.
+
+The classifier is the exception: when the config's classes differ from the
+checkpoint's (fine-tuning COCO weights on your own classes), its rows are
+rebuilt by class name (:mod:`mmdetr.utils.classifier_remap`): rows of
+classes in both are copied, the others freshly initialised (seed 0, so the
+output is reproducible), the no-object row kept; one line says what was
+done. The config's classes are its dataset's ``metainfo.classes`` (or the
+dataset type's default classes); DST records them in
+``meta['dataset_meta']``.
 """
 import argparse
 import copy
@@ -21,6 +30,8 @@ import sys
 import torch
 
 from mmdetr.utils import load_checkpoint_file
+from mmdetr.utils.checkpoint_scheme import source_classes
+from mmdetr.utils.classifier_remap import config_classes, remap_classifier
 from mmdetr.utils.convert import (LAYOUTS, SOURCES, TARGETS,
                                   CheckpointLayoutError, convert_state_dict,
                                   detect_layout, extract_state_dict)
@@ -74,20 +85,48 @@ def save_atomic(obj, path: str) -> None:
             os.remove(tmp)
 
 
-def build_target_model(config: str):
-    """The model of ``config``, built as the runner builds it (weights not
-    initialised: nothing is downloaded)."""
+def load_target_config(config: str):
+    """``config`` (a file, or ``mmdet::`` for one of mmdet's)."""
     from mmengine.config import Config
-    from mmengine.registry import MODELS, DefaultScope
     if config.startswith('mmdet::'):
         from mmengine.hub import get_config
-        cfg = get_config(config)
-    else:
-        cfg = Config.fromfile(config)
+        return get_config(config)
+    return Config.fromfile(config)
+
+
+def build_target_model(cfg):
+    """The model of config ``cfg`` (a Config or a path for
+    :func:`load_target_config`), built as the runner builds it (weights not
+    initialised: nothing is downloaded; torch's default initialisation,
+    seeded, as DETR's classifier uses)."""
+    from mmengine.registry import MODELS, DefaultScope
     import mmdet.models  # noqa: F401  registers mmdet's modules
+    if isinstance(cfg, str):
+        cfg = load_target_config(cfg)
+    torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope(
             cfg.get('default_scope', 'mmdet')):
         return MODELS.build(copy.deepcopy(cfg.model))
+
+
+def fit_classifier(model, state_dict, ckpt_classes, cfg):
+    """Rebuild the classifier of ``state_dict`` for the classes of ``cfg``.
+
+    Returns:
+        tuple: the state dict, the model's class names (None if unknown)
+        and the line saying what was done (None: no classifier to fit).
+    """
+    model_classes, where = config_classes(cfg)
+    head = getattr(model, 'bbox_head', None)
+    num_classes = getattr(head, 'num_classes', None)
+    if num_classes is None:
+        return state_dict, model_classes, None
+    own = model.state_dict()
+    fitted, line, _ = remap_classifier(state_dict, own, num_classes,
+                                       ckpt_classes, model_classes)
+    if line is not None:
+        line += f' [model classes from {where}]'
+    return fitted, model_classes, line
 
 
 def strict_load_problems(model, state_dict) -> list:
@@ -128,6 +167,8 @@ def main(argv=None) -> int:
             src_layout = detect_layout(state_dict)
             print(f'detected layout: {src_layout} '
                   f'({LAYOUTS[src_layout].title})')
+        ckpt_classes = source_classes(checkpoint, state_dict, src_layout,
+                                      notes)
         converted = convert_state_dict(state_dict, src_layout,
                                        args.dst_layout, notes)
     except CheckpointLayoutError as e:
@@ -141,7 +182,13 @@ def main(argv=None) -> int:
         print(f'official training args (the config must match): {hints}')
 
     config = args.config or DEFAULT_CONFIGS[args.dst_layout]
-    problems = strict_load_problems(build_target_model(config), converted)
+    cfg = load_target_config(config)
+    model = build_target_model(cfg)
+    converted, model_classes, line = fit_classifier(model, converted,
+                                                    ckpt_classes, cfg)
+    if line is not None:
+        print(line)
+    problems = strict_load_problems(model, converted)
     if problems:
         sys.exit(f'detr_to_mmdetr: the converted {args.src} does not load '
                  f'strictly into the model of {config}: ' +
@@ -151,13 +198,14 @@ def main(argv=None) -> int:
     print(f'loads strictly into the model of {config}')
 
     os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    save_atomic(
-        dict(
-            state_dict=converted,
-            meta=dict(
-                converted_from=src_layout,
-                converted_to=args.dst_layout,
-                source=osp.basename(args.src))), args.dst)
+    meta = dict(
+        converted_from=src_layout,
+        converted_to=args.dst_layout,
+        source=osp.basename(args.src))
+    if model_classes is not None:
+        # what the classifier now holds: later loads match rows by name
+        meta['dataset_meta'] = dict(classes=tuple(model_classes))
+    save_atomic(dict(state_dict=converted, meta=meta), args.dst)
     print(f'converted {len(converted)} tensors ({src_layout} -> '
           f'{args.dst_layout}): {args.dst}')
     return 0
