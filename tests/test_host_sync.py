@@ -13,7 +13,8 @@ import torch.distributed as dist
 
 from helpers import (build_mmdet, build_mmdetr, count_step, make_batch,
                      preprocess)
-from mmdetr.utils.host_sync import HostSyncCounter, to_device, to_host
+from mmdetr.utils.host_sync import (HostSyncCounter, count_host_syncs,
+                                    to_device, to_host)
 
 
 def test_counter_sees_reads_data_dependent_ops_and_copies():
@@ -33,6 +34,12 @@ def test_counter_sees_reads_data_dependent_ops_and_copies():
     assert counter.copies == {'to_device': 1}
     # each event names the line that caused it
     assert all('test_host_sync.py' in where for _, where in counter.events)
+
+
+def test_any_callable_can_be_counted():
+    result, counter = count_host_syncs(lambda t: t.max().item(),
+                                       torch.arange(3.))
+    assert result == 2.0 and counter.counts == {'item': 1}
 
 
 def test_counter_leaves_out_optimizer_step_counters_only():

@@ -244,3 +244,14 @@ class _suspended:
         with _lock:
             _active.extend(self.saved)
         return False
+
+
+def count_host_syncs(fn: Callable, *args, ignore=None, **kwargs):
+    """Run ``fn(*args, **kwargs)`` inside a :class:`HostSyncCounter`.
+
+    Returns:
+        tuple: ``fn``'s result and the counter.
+    """
+    with HostSyncCounter(ignore) as counter:
+        result = fn(*args, **kwargs)
+    return result, counter
