@@ -9,10 +9,9 @@ import pytest
 import torch
 from mmengine.runner import Runner, load_checkpoint
 
-from helpers import build_mmdet, mmdetr_cfg
+from helpers import build_mmdet, mmdetr_cfg, official_checkpoint
 from mmdetr.utils import CONVERT_PREFIX, UnsafeCheckpointError
 from mmdetr.utils.convert import convert_state_dict
-from test_converter import official_checkpoint
 
 
 def assert_holds(model, state_dict):

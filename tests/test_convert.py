@@ -8,13 +8,12 @@ import torch
 from mmdet.datasets import CocoDataset
 from mmengine.registry import MODELS, DefaultScope
 
-from helpers import mmdet_cfg, mmdetr_cfg
+from helpers import mmdet2_state_dict, mmdet_cfg, mmdetr_cfg
 from mmdetr.utils.convert import (COCO_CATEGORY_IDS, LAYOUTS,
                                   CheckpointLayoutError, convert_state_dict,
                                   detect_layout)
 from references.reference_detr import (OFFICIAL_COCO_NAMES,
                                        official_state_dict)
-from test_convert_mmdet import mmdet2_state_dict
 
 
 def build(cfg):

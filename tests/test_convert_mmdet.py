@@ -13,63 +13,18 @@ function, only the module tree moved.
 Every tensor is random (LayerNorm and BN weights too, not ones), so a
 converter that crossed two tensors of one shape would show.
 """
-import re
 
 import pytest
 import torch
 from mmengine.registry import MODELS, DefaultScope
 
-from helpers import make_batch, mmdet_cfg, mmdetr_cfg
+from helpers import (assert_same_losses, assert_same_predictions, make_batch,
+                     mmdet2_state_dict, mmdet_cfg, mmdetr_cfg, randomize_)
 from mmdetr.utils.convert import convert_state_dict, detect_layout
-from test_parity_mmdet import assert_same_losses, assert_same_predictions
-
-# mmdet 3.x key -> mmdet 2.x key (mmdet 2.28 with mmcv 1.x); the rest
-# (backbone, bbox_head.fc_cls / reg_ffn / fc_reg) is named alike
-_TO_MMDET2 = [
-    (r'^neck\.convs\.0\.conv\.', 'bbox_head.input_proj.'),
-    (r'^query_embedding\.', 'bbox_head.query_embedding.'),
-    (r'^decoder\.post_norm\.', 'bbox_head.transformer.decoder.post_norm.'),
-    (r'^(encoder|decoder)\.layers\.(\d+)\.self_attn\.',
-     r'bbox_head.transformer.\1.layers.\2.attentions.0.'),
-    (r'^decoder\.layers\.(\d+)\.cross_attn\.',
-     r'bbox_head.transformer.decoder.layers.\1.attentions.1.'),
-    (r'^(encoder|decoder)\.layers\.(\d+)\.ffn\.',
-     r'bbox_head.transformer.\1.layers.\2.ffns.0.'),
-    (r'^(encoder|decoder)\.layers\.(\d+)\.norms\.',
-     r'bbox_head.transformer.\1.layers.\2.norms.'),
-]
-
-
-def mmdet2_state_dict(mmdet3_state_dict):
-    """An mmdet 3.x DETR state dict under mmdet 2.x's keys."""
-    out = {}
-    for key, value in mmdet3_state_dict.items():
-        for pattern, repl in _TO_MMDET2:
-            key, n = re.subn(pattern, repl, key)
-            if n:
-                break
-        out[key] = value
-    return out
-
 
 def build(cfg):
     with DefaultScope.overwrite_default_scope('mmdet'):
         return MODELS.build(cfg)
-
-
-def randomize_(model, seed):
-    """Perturb every 1-D float tensor (norm weights, biases, BN statistics)
-    and keep BN variances positive; weight matrices are already random."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for key, value in model.state_dict().items():
-            if not value.is_floating_point():
-                continue
-            if key.endswith('running_var'):
-                value.copy_(torch.rand(value.shape, generator=gen) + 0.5)
-            elif value.dim() == 1:
-                value.add_(torch.randn(value.shape, generator=gen) * 0.1)
-    return model
 
 
 @pytest.fixture(scope='module')

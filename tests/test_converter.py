@@ -1,6 +1,5 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 """tools/model_converters/detr_to_mmdetr.py on checkpoints the test makes."""
-import argparse
 import os.path as osp
 import pickle
 import runpy
@@ -10,7 +9,7 @@ import pytest
 import torch
 
 from helpers import (build_mmdet, build_mmdetr, make_batch, mmdet_cfg,
-                     mmdetr_cfg)
+                     mmdetr_cfg, official_checkpoint)
 from mmdetr.utils import load_checkpoint_file
 from mmdetr.utils.convert import convert_state_dict
 from references.reference_detr import official_state_dict
@@ -100,25 +99,6 @@ def test_malicious_checkpoint_is_refused_and_not_run(tmp_path):
     with pytest.raises(UnsafeCheckpointError, match='evil.pth'):
         load_checkpoint_file(str(src))
     assert not marker.exists()
-
-
-def official_checkpoint(tmp_path, **arch):
-    """An official-layout file as facebookresearch/detr's main.py saves it:
-    ``model``, ``optimizer``, ``epoch`` and the ``argparse.Namespace`` of its
-    command line under ``args``."""
-    arch = dict(dict(depth=18, d=64, ffn=128, enc=2, dec=2, queries=20),
-                **arch)
-    state_dict = official_state_dict(**arch)
-    args = argparse.Namespace(
-        backbone=f'resnet{arch["depth"]}', dilation=False,
-        position_embedding='sine', hidden_dim=arch['d'], nheads=4,
-        dim_feedforward=arch['ffn'], enc_layers=arch['enc'],
-        dec_layers=arch['dec'], num_queries=arch['queries'], pre_norm=False,
-        lr=1e-4, dataset_file='coco')
-    path = tmp_path / 'detr-official.pth'
-    torch.save(dict(model=state_dict, optimizer={}, epoch=499, args=args),
-               path)
-    return path, state_dict
 
 
 def test_official_checkpoint_converts_to_mmdetr_and_mmdet3(tmp_path, capsys):

@@ -277,11 +277,8 @@ def test_mmdet2_checkpoint_through_converter_runs_in_mmdet2_built_model():
     """The whole 2.x path: weights in mmdet 2.x's key layout, converted,
     load strictly into the model built from the 2.x dict and give the
     outputs of mmdet 3.3's own DETR with the same weights."""
-    from test_convert_mmdet import (assert_same_losses,
-                                    assert_same_predictions,
-                                    mmdet2_state_dict, randomize_)
-
-    from helpers import build_mmdet
+    from helpers import (assert_same_losses, assert_same_predictions,
+                         build_mmdet, mmdet2_state_dict, randomize_)
     from mmdetr.utils import convert_state_dict
     reference = randomize_(build_mmdet(), seed=1)
     weights = mmdet2_state_dict(reference.state_dict())

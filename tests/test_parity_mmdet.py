@@ -3,9 +3,9 @@
 weights (converted with the checkpoint converter) and the same batch."""
 import pytest
 import torch
-from scipy.optimize import linear_sum_assignment
 
-from helpers import build_mmdet, build_mmdetr, make_batch, preprocess
+from helpers import (assert_same_losses, assert_same_predictions, build_mmdet,
+                     build_mmdetr, make_batch)
 from mmdetr.utils.convert import convert_state_dict
 
 
@@ -17,53 +17,6 @@ def paired_models(**arch):
         convert_state_dict(ref.state_dict(), 'mmdet3'), strict=True)
     assert not missing and not unexpected
     return ref, ours
-
-
-def assert_same_predictions(ref, ours, data):
-    """Raw outputs of every decoder layer agree, and so do the detections.
-
-    Detections are compared as sets: with random weights many queries score
-    within 1e-7 of each other, so the order of near-ties may differ; each of
-    ours is paired with a reference detection (Hungarian matching on the
-    differences) and every pair must agree.
-    """
-    ref.eval()
-    ours.eval()
-    with torch.no_grad():
-        inputs = preprocess(ref, data, False)
-        ref_cls, ref_box = ref(**inputs, mode='tensor')
-        our_cls, our_box = ours(**inputs, mode='tensor')
-        torch.testing.assert_close(our_cls[-1], ref_cls, rtol=1e-4,
-                                   atol=1e-4)
-        torch.testing.assert_close(our_box[-1], ref_box, rtol=1e-4,
-                                   atol=1e-4)
-        ref_out = ref.test_step(data)
-        our_out = ours.test_step(data)
-    for r, o in zip(ref_out, our_out):
-        r, o = r.pred_instances, o.pred_instances
-        assert len(o) == len(r) > 0
-        torch.testing.assert_close(o.scores, r.scores, rtol=1e-4, atol=1e-5)
-        cost = (torch.cdist(o.bboxes, r.bboxes, p=1) +
-                1e4 * (o.scores[:, None] - r.scores[None]).abs() +
-                1e4 * (o.labels[:, None] != r.labels[None]))
-        rows, cols = linear_sum_assignment(cost.numpy())
-        assert torch.equal(o.labels[rows], r.labels[cols])
-        torch.testing.assert_close(
-            o.bboxes[rows], r.bboxes[cols], rtol=1e-4, atol=1e-4)
-        torch.testing.assert_close(
-            o.scores[rows], r.scores[cols], rtol=1e-4, atol=1e-5)
-
-
-def assert_same_losses(ref, ours, data):
-    ref.train()
-    ours.train()
-    ref_losses = ref(**preprocess(ref, data, True), mode='loss')
-    our_losses = ours(**preprocess(ours, data, True), mode='loss')
-    assert set(our_losses) == set(ref_losses)
-    for key, value in ref_losses.items():
-        torch.testing.assert_close(
-            our_losses[key], value, rtol=1e-4, atol=1e-6, msg=key)
-    return our_losses
 
 
 @pytest.mark.parametrize('num_boxes', [(0, 7), (1, 30)])

@@ -9,22 +9,28 @@ fixtures stay in ``tests/conftest.py``.
   them;
 - ``tools``: the repository's tools run as subprocesses or loaded as
   modules, and readers of what they write;
+- ``parity``: mmdetr's DETR against a reference model, outputs and losses;
+- ``checkpoints``: checkpoints in other codebases' layouts;
 - ``steps``: one training step as the runner runs it, with its host
   syncs counted;
 - ``kill_hook``: hooks that kill or poison a training run (imported by
   training subprocesses through ``custom_imports``, not here).
 """
 from .batches import make_batch, preprocess, random_boxes
+from .checkpoints import mmdet2_state_dict, official_checkpoint
 from .datasets import CLASSES, write_coco_split, write_tiny_train_config
 # the private config parts too, so every name conftest.py had is here
 from .models import (_LOSSES, _PREPROCESSOR, _TRAIN_CFG, TINY,  # noqa: F401
                      _backbone, build_mmdet, build_mmdetr, mmdet_cfg,
                      mmdetr_cfg)
+from .parity import assert_same_losses, assert_same_predictions, randomize_
 from .steps import count_step, training_step
 from .tools import (ROOT, TESTS, copypaste_ap, load_ckpt, load_tool, run,
                     scalars, train)
 
 __all__ = [
+    'assert_same_losses', 'assert_same_predictions', 'mmdet2_state_dict',
+    'official_checkpoint', 'randomize_',
     'CLASSES', 'ROOT', 'TESTS', 'TINY', 'build_mmdet', 'build_mmdetr',
     'copypaste_ap', 'count_step', 'load_ckpt', 'load_tool', 'make_batch', 'mmdet_cfg',
     'mmdetr_cfg', 'preprocess', 'random_boxes', 'run', 'scalars', 'train',
