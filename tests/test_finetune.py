@@ -20,7 +20,7 @@ from helpers import load_tool
 from mmdetr.engine import DataCheckError, Runner
 from mmdetr.utils.classifier_remap import (coco_classes, config_classes,
                                            remap_classifier)
-from reference_detr import OFFICIAL_COCO_NAMES, official_state_dict
+from references.reference_detr import OFFICIAL_COCO_NAMES, official_state_dict
 
 shapes = load_tool('tools/misc/make_shapes_dataset.py', 'make_shapes_dataset')
 converter = load_tool('tools/model_converters/detr_to_mmdetr.py',
