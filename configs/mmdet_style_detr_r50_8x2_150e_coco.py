@@ -44,8 +44,10 @@ model = dict(
     # assigner, costs and losses: DETRHead's defaults are the paper's
     test_cfg=dict(max_per_img=100))
 
+# mmdetr's OptimWrapper: the clipped-gradient norm is logged one iteration
+# late, in the loss copy, instead of costing a wait of its own
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='mmdetr.DeferredGradNormOptimWrapper',
     optimizer=dict(type='AdamW', lr=0.0001, weight_decay=0.0001),
     clip_grad=dict(max_norm=0.1, norm_type=2),
     paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.1)}))

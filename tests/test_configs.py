@@ -9,6 +9,8 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, DefaultScope
 
+from mmdetr.engine import DeferredGradNormOptimWrapper
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = sorted(
     p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'),
@@ -28,6 +30,9 @@ def test_config_builds(path):
         optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     assert type(model).__module__.startswith('mmdetr.')
     assert type(model.bbox_head).__module__.startswith('mmdetr.')
+    # clipping, in every config, logs its norm without a wait of its own
+    assert cfg.optim_wrapper.clip_grad
+    assert type(optim_wrapper) is DeferredGradNormOptimWrapper
     # a pretrained backbone learns at a tenth of the lr; one trained from
     # scratch (the shapes demo) at the full lr
     lrs = {g['lr'] for g in optim_wrapper.optimizer.param_groups}

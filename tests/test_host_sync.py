@@ -5,14 +5,18 @@ What a GPU would wait for shows on CPU tensors as the same ops (``.item()``,
 ``nonzero``, ``unique``); the explicit host <-> device copies, no-ops on a
 CPU, are announced by the code (``mmdetr.utils.host_sync``).
 """
+import copy
 import socket
 
 import pytest
 import torch
 import torch.distributed as dist
+from mmengine.logging import MessageHub
+from mmengine.optim import OptimWrapper
 
 from helpers import (build_mmdet, build_mmdetr, count_step, make_batch,
-                     preprocess)
+                     preprocess, training_step)
+from mmdetr.engine import DeferredGradNormOptimWrapper
 from mmdetr.utils.host_sync import (HostSyncCounter, count_host_syncs,
                                     to_device, to_host)
 
@@ -58,26 +62,65 @@ def test_counter_leaves_out_optimizer_step_counters_only():
 
 @pytest.mark.parametrize('dec', [2, 4])
 def test_training_step_waits_for_the_device_at_most_three_times(dec):
-    """Whatever the number of decoder layers: the cost matrix to the host
-    (scipy), the loss values with the non-finite flag (one copy), and
-    mmengine's read of the clipped gradient norm for its log; the matches
-    go back in one non-blocking copy. No nonzero/unique anywhere."""
+    """Whatever the number of decoder layers, with gradient clipping as the
+    configs do it: the cost matrix to the host (scipy), the matches back in
+    one non-blocking copy, and the loss values with the non-finite flag and
+    the previous step's gradient norm (one copy). No nonzero/unique, no
+    read of the gradient norm on its own."""
     counter, log_vars = count_step(build_mmdetr(dec=dec))
-    assert counter.total <= 3, counter.events
-    assert counter.counts == {'to_host': 2, 'item': 1}, counter.events
+    assert counter.total + sum(counter.copies.values()) <= 3, counter.events
+    assert counter.counts == {'to_host': 2}, counter.events
     assert counter.copies == {'to_device': 1}, counter.events
     assert all(isinstance(v, float) for v in log_vars.values())
     assert len(log_vars) == 1 + 3 * dec
-    # without gradient clipping, mmengine reads no gradient norm
+    # mmengine's own wrapper reads the norm: one wait more
+    counter, _ = count_step(build_mmdetr(dec=dec), wrapper=OptimWrapper)
+    assert counter.counts == {'to_host': 2, 'item': 1}, counter.events
+    # without gradient clipping there is no norm to carry
     counter, _ = count_step(build_mmdetr(dec=dec), clip=False)
     assert counter.counts == {'to_host': 2}, counter.events
+    assert counter.copies == {'to_device': 1}, counter.events
+
+
+def _norms_logged(wrapper, model, data, steps=3):
+    """``train/grad_norm`` as the MessageHub holds it after each of
+    ``steps`` training steps (None: not logged yet), in a hub of its own."""
+    hub = MessageHub.get_instance(f'grad-norm-{wrapper.__name__}-{id(model)}')
+    optim_wrapper = wrapper(
+        torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4),
+        clip_grad=dict(max_norm=0.1, norm_type=2))
+    logged = []
+    for _ in range(steps):
+        training_step(model, data, optim_wrapper)
+        assert MessageHub.get_current_instance() is hub
+        buffer = hub.log_scalars.get('train/grad_norm')
+        logged.append(None if buffer is None else
+                      (len(buffer.data[0]), buffer.current()))
+    return logged
+
+
+@pytest.mark.parametrize('dec', [2, 4])
+def test_logged_grad_norm_is_mmengines_one_step_late(dec):
+    """The norm logged at step i is the one mmengine's OptimWrapper logs at
+    step i - 1 (the same float), for the same model and data."""
+    torch.manual_seed(0)
+    model = build_mmdetr(dec=dec)
+    model.train()
+    data = preprocess(model, make_batch(num_boxes=(3, 5), seed=3), True)
+    theirs = _norms_logged(OptimWrapper, copy.deepcopy(model), data)
+    ours = _norms_logged(DeferredGradNormOptimWrapper, model, data)
+    assert [n for n, _ in theirs] == [1, 2, 3]
+    assert ours[0] is None  # the first step's norm is still pending
+    assert [n for n, _ in ours[1:]] == [1, 2]
+    assert [v for _, v in ours[1:]] == [v for _, v in theirs[:2]]
+    assert len({v for _, v in theirs}) == 3  # the norms do change
 
 
 def test_mmdet_detr_step_waits_many_times():
     """The same step of mmdet 3.3's DETR, as measured for the benchmark: its
     per-image target building (nonzero, unique) and per-key log reads show;
     proof that the counter sees what the step above avoids."""
-    counter, _ = count_step(build_mmdet())
+    counter, _ = count_step(build_mmdet(), wrapper=OptimWrapper)
     assert counter.counts['nonzero'] >= 4 and counter.counts['unique'] >= 4
     assert counter.total > 10
 

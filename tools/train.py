@@ -66,7 +66,8 @@ def build_cfg(args) -> Config:
         # mmdetr's AmpOptimWrapper: a non-finite step is skipped by the loss
         # scaler (and logged); only persistent ones stop training
         wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        if wrapper.split('.')[-1] in ('OptimWrapper', 'AmpOptimWrapper'):
+        if wrapper.split('.')[-1] in ('OptimWrapper', 'AmpOptimWrapper',
+                                      'DeferredGradNormOptimWrapper'):
             cfg.optim_wrapper.type = 'mmdetr.SkipNonFiniteAmpOptimWrapper'
             cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
         cfg.optim_wrapper.dtype = args.amp_dtype

@@ -1,4 +1,5 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
+from .grad_norm import DeferredGradNormMixin, DeferredGradNormOptimWrapper
 from .hooks import DataCheckError, DataCheckHook
 from .launcher import (LAUNCHERS, build_runner, load_config,
                        resume_from_latest, set_deterministic_env,
@@ -11,5 +12,6 @@ __all__ = [
     'DataCheckError', 'DataCheckHook', 'Runner', 'find_latest_checkpoint',
     'LAUNCHERS', 'build_runner', 'load_config', 'resume_from_latest',
     'set_deterministic_env', 'setup_launcher', 'ConsecutiveSkipGuard',
-    'SkipNonFiniteAmpOptimWrapper'
+    'SkipNonFiniteAmpOptimWrapper', 'DeferredGradNormMixin',
+    'DeferredGradNormOptimWrapper'
 ]

@@ -9,6 +9,8 @@ from mmengine.optim import AmpOptimWrapper
 
 from mmdetr.registry import OPTIM_WRAPPERS
 
+from .grad_norm import DeferredGradNormMixin
+
 
 class ConsecutiveSkipGuard:
     """Count skipped optimizer steps; fail when too many come in a row.
@@ -52,7 +54,7 @@ class ConsecutiveSkipGuard:
 
 
 @OPTIM_WRAPPERS.register_module()
-class SkipNonFiniteAmpOptimWrapper(AmpOptimWrapper):
+class SkipNonFiniteAmpOptimWrapper(DeferredGradNormMixin, AmpOptimWrapper):
     """mmengine's ``AmpOptimWrapper`` whose non-finite steps are skipped,
     counted and logged, and which stops training when they persist.
 
@@ -64,6 +66,9 @@ class SkipNonFiniteAmpOptimWrapper(AmpOptimWrapper):
     warning with the new scale), and ``max_consecutive_skips`` skipped steps
     in a row raise the ``FloatingPointError`` that training without AMP
     raises at the first non-finite loss.
+
+    Its clipped-gradient norm is logged one iteration late, without a wait
+    of its own (:class:`~mmdetr.engine.DeferredGradNormMixin`).
 
     Args:
         max_consecutive_skips (int): Consecutive skipped steps that stop

@@ -15,6 +15,7 @@ from mmdetr.models.frozen_batch_norm import (fold_frozen_batch_norms,
                                               restore_frozen_batch_norms)
 from mmdetr.registry import MODELS, build_model
 from mmdetr.utils.host_sync import to_host
+from mmdetr.utils.pending_grad_norm import pop_pending_grad_norm
 
 
 @MODELS.register_module()
@@ -169,6 +170,10 @@ class DETR(BaseDetector):
         The logged values and the non-finite flag reach the host in one
         copy (mmengine's logging would read every value on its own, each a
         wait for the device): the returned ``log_vars`` hold Python floats.
+        The same copy carries the previous step's clipped-gradient norm
+        when :class:`~mmdetr.engine.DeferredGradNormOptimWrapper` (or the
+        AMP wrapper) left one, and logs it as ``train/grad_norm``: one
+        iteration late, but without a wait of its own.
 
         Returns:
             tuple[Tensor, dict[str, float]]: the loss to optimise and the
@@ -195,8 +200,16 @@ class DETR(BaseDetector):
         flag = bad.any().float().reshape(1)
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        # the one copy: values, which loss terms are bad, any rank's flag
-        host = to_host(torch.cat([values, bad.float(), flag])).tolist()
+        # the previous step's gradient norm, left on the device unread
+        pending = pop_pending_grad_norm()
+        norm = [] if pending is None else \
+            [pending[1].float().reshape(1).to(values.device)]
+        # the one copy: values, which loss terms are bad, the pending norm,
+        # any rank's flag
+        host = to_host(torch.cat([values, bad.float(), *norm, flag])).tolist()
+        if pending is not None:
+            MessageHub.get_current_instance().update_scalar(
+                f'train/{pending[0]}', host[-2])
         log_vars = OrderedDict(
             (k, host[keys.index(k)]) for k in log_vars)
         if host[-1] > 0 and not self.skip_nonfinite_loss:

@@ -2,7 +2,8 @@
 """One training step as the runner runs it, and its host syncs counted."""
 import torch
 from mmengine.logging import MessageHub
-from mmengine.optim import OptimWrapper
+
+from mmdetr.engine import DeferredGradNormOptimWrapper
 
 from mmdetr.utils.host_sync import HostSyncCounter
 
@@ -23,9 +24,12 @@ def training_step(model, data, optim_wrapper):
     return log_vars
 
 
-def count_step(model, num_boxes=(3, 5), clip=True):
+def count_step(model, num_boxes=(3, 5), clip=True,
+               wrapper=DeferredGradNormOptimWrapper):
     """Host syncs of one training step after a warm-up step (AdamW, and
-    mmengine's gradient clipping unless ``clip=False``).
+    gradient clipping unless ``clip=False``) under ``wrapper``: the
+    configs' ``DeferredGradNormOptimWrapper`` by default, or mmengine's
+    ``OptimWrapper``.
 
     Returns:
         tuple: the :class:`HostSyncCounter` and the step's ``log_vars``.
@@ -33,7 +37,7 @@ def count_step(model, num_boxes=(3, 5), clip=True):
     torch.manual_seed(0)
     model.train()
     data = preprocess(model, make_batch(num_boxes=num_boxes, seed=3), True)
-    optim_wrapper = OptimWrapper(
+    optim_wrapper = wrapper(
         torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4),
         clip_grad=dict(max_norm=0.1, norm_type=2) if clip else None)
     training_step(model, data, optim_wrapper)  # warm-up: first-step set-up

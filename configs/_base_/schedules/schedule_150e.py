@@ -1,7 +1,7 @@
 # DETR, 150 epochs: AdamW 1e-4 (backbone 1e-5), weight decay 1e-4, gradient
 # clipping at L2 norm 0.1, lr x0.1 at epoch 100.
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='mmdetr.DeferredGradNormOptimWrapper',
     optimizer=dict(type='AdamW', lr=0.0001, weight_decay=0.0001),
     clip_grad=dict(max_norm=0.1, norm_type=2),
     paramwise_cfg=dict(

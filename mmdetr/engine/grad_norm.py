@@ -1,0 +1,55 @@
+# Copyright (c) mmdetr contributors. All rights reserved.
+"""Gradient clipping whose norm is logged without a wait of its own."""
+from typing import List
+
+import torch
+from mmengine.optim import OptimWrapper
+
+from mmdetr.registry import OPTIM_WRAPPERS
+from mmdetr.utils.pending_grad_norm import leave_grad_norm
+
+
+class DeferredGradNormMixin:
+    """Clip gradients as mmengine's ``OptimWrapper`` does, but leave the
+    norm on the device for the next step's single copy to the host.
+
+    mmengine's ``_clip_grad`` logs ``float(grad_norm)``: one more wait for
+    the device in every step. Here the clipping is the same call with the
+    same arguments (so the clipped gradients are bit-identical), and the
+    norm tensor is handed over through the MessageHub runtime info
+    (not resumed, never saved). The next training step's
+    ``DETR.parse_losses`` carries it to the host in the copy it makes
+    anyway for the loss values, and logs it as ``train/grad_norm``. The
+    logged norm is therefore **one iteration late**: at iteration ``i``
+    the log shows the norm of iteration ``i - 1``'s gradients (the last
+    iteration's norm is never logged). A model whose ``parse_losses`` does
+    not take it leaves it pending; it is overwritten each step.
+
+    Put it before the wrapper class in the bases, so its ``_clip_grad``
+    wins.
+    """
+
+    def _clip_grad(self) -> None:
+        """Clip the gradients; leave the norm pending, unread."""
+        params: List[torch.Tensor] = []
+        for param_group in self.optimizer.param_groups:
+            params.extend(param_group['params'])
+        params = [p for p in params if p.requires_grad and p.grad is not None]
+        if not params:
+            return
+        norm = self.clip_func(params, **self.clip_grad_kwargs)
+        # clip_grad_value_ returns None: there is no norm to log
+        if norm is not None:
+            leave_grad_norm(self.grad_name, norm)
+
+
+@OPTIM_WRAPPERS.register_module()
+class DeferredGradNormOptimWrapper(DeferredGradNormMixin, OptimWrapper):
+    """mmengine's ``OptimWrapper`` whose clipped-gradient norm is logged one
+    iteration late, in the next step's loss copy, instead of being read
+    on its own (see :class:`DeferredGradNormMixin`).
+
+    Configs name it ``type='mmdetr.DeferredGradNormOptimWrapper'`` (their
+    default scope is mmdet). Without ``clip_grad`` it is mmengine's
+    ``OptimWrapper``.
+    """
