@@ -78,7 +78,12 @@ def overfit_cfg(data_root, work_dir, iters):
             num_workers=0,
             persistent_workers=False,
             dataset=dict(pipeline=cfg.test_pipeline, **data)),
+        # the COCO metric alone (the demo config's list also counts
+        # duplicates)
         test_evaluator=dict(
+            _delete_=True,
+            type='CocoMetric',
+            metric='bbox',
             ann_file=osp.join(str(data_root), data['ann_file'])),
         optim_wrapper=dict(optimizer=dict(lr=1e-3)),
         param_scheduler=[
