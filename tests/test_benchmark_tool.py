@@ -100,3 +100,21 @@ def test_match_rows_compare_the_same_work(tool):
             for x, y in zip(their_list, my_list):
                 torch.testing.assert_close(y, x, rtol=0, atol=0)
         assert a[4:] == b[4:]  # numbers of positives and negatives
+
+
+def test_host_syncs_row_counts_each_models_training_step(tool):
+    """The 'train host syncs' row: mmdet 3.3's step waits for the device
+    many times (per-image targets, per-key log reads); mmdetr's at most 3
+    times, the matches' copy back to the device included."""
+    from mmengine.config import ConfigDict
+    torch.manual_seed(0)
+    ref, ours = build_mmdet(), build_mmdetr()
+    args = tool.parse_args(['--train-sizes', '96x128', '128x80',
+                            '--train-gts', '5'])
+    optim_cfg = ConfigDict(
+        optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-4),
+        clip_grad=dict(max_norm=0.1, norm_type=2))
+    bench = tool.workloads.Bench(ref, ours, optim_cfg, args)
+    theirs, mine = tool.workloads.train_host_syncs(bench)
+    assert mine <= 3
+    assert theirs > 10

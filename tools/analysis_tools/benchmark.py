@@ -24,6 +24,10 @@ holds the parts: ``workloads.py`` what is timed, ``timing.py`` how,
 - ``targets``: ``match`` plus the per-image target tensors of every layer
   (mmdet: ``get_targets`` per layer; mmdetr: the batched assignment, then
   ``get_targets`` per layer with it).
+- ``train host syncs``: how often one training step (logging included)
+  makes the host wait for the device or copy between them, counted by
+  ``mmdetr.utils.host_sync.HostSyncCounter`` (each model with the
+  optimizer wrapper its configs use); on a GPU each one drains the queue.
 - ``train peak memory``: each model's train step in a child process of its
   own (see ``benchmarking/memory.py``).
 
@@ -176,7 +180,10 @@ def main(argv=None):
         rows.append(timing.compare(work.name, measured))
 
     # rows that are not times: one value per model
-    values = []
+    values = [
+        report.ValueRow('train host syncs',
+                        *workloads.train_host_syncs(bench))
+    ]
     if not args.no_memory:
         del bench  # frees both models before the children run
         with tempfile.TemporaryDirectory() as tmp:

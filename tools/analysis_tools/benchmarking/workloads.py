@@ -239,3 +239,53 @@ WORKLOADS = (
     Workload('match', setup_match, fast=True, no_grad=True),
     Workload('targets', setup_targets, fast=True, no_grad=True),
 )
+
+
+# ------------------------------------------------------------ host syncs
+def train_host_syncs(bench: Bench) -> Tuple[int, int]:
+    """Host-device synchronisations of one training step of each model,
+    the runner's logging of ``log_vars`` included, after a warm-up step.
+
+    Each model gets the optimizer wrapper type its own configs use (mmdet's
+    ``OptimWrapper``; mmdetr's ``DeferredGradNormOptimWrapper``, which
+    carries the clipped gradient norm in the next step's loss copy) with
+    the same optimizer and clipping. Counted on any device by
+    :class:`mmdetr.utils.host_sync.HostSyncCounter`: waits plus the
+    explicit copies the code makes (on a CPU the copies are no-ops, but
+    the code announces them).
+
+    Returns:
+        tuple[int, int]: mmdet's and mmdetr's count.
+    """
+    from mmengine.logging import MessageHub
+    from mmengine.registry import DefaultScope
+
+    from mmdetr.utils.host_sync import count_host_syncs
+    args = bench.args
+    data = bench.mmdet.data_preprocessor(
+        synthetic_batch(args.train_sizes, args.train_gts, bench.num_classes),
+        True)
+    hub = MessageHub.get_current_instance()
+    counts = []
+    for model, wrapper in ((bench.mmdet, 'OptimWrapper'),
+                           (bench.mmdetr,
+                            'mmdetr.DeferredGradNormOptimWrapper')):
+        model.train()
+        cfg = dict(bench.optim_cfg, type=wrapper)
+        with DefaultScope.overwrite_default_scope('mmdet'):  # as configs
+            optim = build_optim(model, cfg, args.amp, bench.device)
+
+        def step(m=model, o=optim):
+            with o.optim_context(m), autocast_context(args.amp,
+                                                      bench.device):
+                losses = m(**data, mode='loss')
+            loss, log_vars = m.parse_losses(losses)
+            o.update_params(loss)
+            for key, value in log_vars.items():  # RuntimeInfoHook's log
+                hub.update_scalar(f'train/{key}', value)
+
+        step()  # warm-up: first-step set-up
+        _, counter = count_host_syncs(step)
+        counts.append(counter.total + sum(counter.copies.values()))
+    return tuple(counts)
+
