@@ -93,3 +93,15 @@ def test_missing_and_unsafe_files_are_refused(tmp_path, model):
     with pytest.raises(UnsafeCheckpointError, match='evil.pth'):
         load_checkpoint(model, CONVERT_PREFIX + str(src))
     assert not marker.exists()
+
+
+def test_loading_a_checkpoint_keeps_the_process_allowlist(tmp_path):
+    """import mmdetr allowlists the trusted classes for the whole process
+    (mmdet's tools rely on it); loading a file with mmdetr's loader must
+    not take them away again."""
+    import torch
+    from mmdetr.utils import load_checkpoint_file, trusted_checkpoint_globals
+    path, _ = official_checkpoint(tmp_path)
+    load_checkpoint_file(str(path))
+    allowed = torch.serialization.get_safe_globals()
+    assert all(g in allowed for g in trusted_checkpoint_globals())

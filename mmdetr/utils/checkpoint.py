@@ -69,10 +69,13 @@ def load_checkpoint_file(path: str, map_location='cpu'):
         UnsafeCheckpointError: the pickle refers to anything not allowlisted
             (it is not executed).
     """
+    # registered for the process, not in torch's safe_globals context: on
+    # exit that context removes its classes again, also when they had been
+    # allowlisted before (by ``import mmdetr``), which would leave every
+    # later load (mmengine's resume, mmdet's tools) without them
+    register_trusted_checkpoint_globals()
     try:
-        with torch.serialization.safe_globals(trusted_checkpoint_globals()):
-            return torch.load(
-                path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         raise UnsafeCheckpointError(
             f'refusing to load checkpoint {path!r}: it holds objects outside '
