@@ -9,6 +9,8 @@ from mmdet.models.detectors.base import BaseDetector
 from mmengine.logging import MessageHub
 from torch import Tensor
 
+from mmdetr.models.aux_dense_head import (AUX_HEAD_PREFIX, aux_head_losses,
+                                           encoder_memory)
 from mmdetr.models.frozen_batch_norm import (fold_frozen_batch_norms,
                                               freeze_batch_norms,
                                               frozen_norm_slots,
@@ -59,6 +61,13 @@ class DETR(BaseDetector):
             into the convolutions before them (same outputs up to float
             rounding; forward hooks on those convolutions then see the
             normalised output). Defaults to True.
+        aux_head (dict, optional): A training-only mmdet dense head (e.g.
+            ``mmdet.FCOSHead`` with ``in_channels`` = the transformer's
+            ``embed_dims``) trained on the encoder output, as Co-DETR's
+            auxiliary heads (:mod:`mmdetr.models.aux_dense_head`). Inference
+            never runs it. Defaults to None (off).
+        aux_loss_weight (float): Scale of the auxiliary head's losses.
+            Defaults to 1.0.
         init_cfg (dict, optional): Defaults to None.
     """
 
@@ -76,6 +85,8 @@ class DETR(BaseDetector):
                  data_preprocessor: Optional[dict] = None,
                  channels_last: bool = True,
                  fold_frozen_bn: bool = True,
+                 aux_head: Optional[dict] = None,
+                 aux_loss_weight: float = 1.0,
                  init_cfg=None) -> None:
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -102,6 +113,8 @@ class DETR(BaseDetector):
         if test_cfg is not None:
             bbox_head['test_cfg'] = test_cfg
         self.bbox_head = build_model(bbox_head)
+        self.aux_head = build_model(aux_head) if aux_head else None
+        self.aux_loss_weight = aux_loss_weight
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
 
@@ -136,10 +149,29 @@ class DETR(BaseDetector):
             dict[str, Tensor]: see :meth:`DETRHead.loss`.
         """
         img_metas = self._img_metas(batch_data_samples)
-        outs = self.bbox_head(self.extract_feat(batch_inputs), img_metas)
+        feats = self.extract_feat(batch_inputs)
         gt_bboxes = [ds.gt_instances.bboxes for ds in batch_data_samples]
         gt_labels = [ds.gt_instances.labels for ds in batch_data_samples]
-        return self.bbox_head.loss(*outs, gt_bboxes, gt_labels, img_metas)
+        if self.aux_head is None:
+            outs = self.bbox_head(feats, img_metas)
+            return self.bbox_head.loss(*outs, gt_bboxes, gt_labels, img_metas)
+        with encoder_memory(self.bbox_head.transformer) as memories:
+            outs = self.bbox_head(feats, img_metas)
+        losses = self.bbox_head.loss(*outs, gt_bboxes, gt_labels, img_metas)
+        losses.update(
+            aux_head_losses(self.aux_head, memories, batch_data_samples,
+                            self.aux_loss_weight))
+        return losses
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a checkpoint trained with an auxiliary head loads into a model
+        # without one (a test, deployment or fine-tuning config): inference
+        # never reads it
+        if self.aux_head is None:
+            for key in [k for k in state_dict
+                        if k.startswith(prefix + AUX_HEAD_PREFIX)]:
+                state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def predict(self,
                 batch_inputs: Tensor,

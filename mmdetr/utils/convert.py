@@ -144,10 +144,11 @@ _OFFICIAL: Rules = (
 )
 
 # Parameters that only training reads (the extra query groups of
-# DETRHead(num_query_groups=K)): mmdetr's checkpoints may hold them; no other
-# layout has a place for them, and inference never needs them.
+# DETRHead(num_query_groups=K), the auxiliary dense head of DETR(aux_head=)):
+# mmdetr's checkpoints may hold them; no other layout has a place for them,
+# and inference never needs them.
 TRAINING_ONLY_KEYS: Tuple[str, ...] = (
-    'bbox_head.group_query_embedding.{p}', )
+    'bbox_head.group_query_embedding.{p}', 'aux_head.{p}')
 
 # mmdetr's own keys: the left side of the tables (identity rules).
 _MMDETR: Rules = tuple(
@@ -370,8 +371,9 @@ def _drop_training_only(state_dict: 'OrderedDict[str, Tensor]',
     patterns = [_template_regex(key) for key in TRAINING_ONLY_KEYS]
     dropped = [k for k in state_dict if any(p.match(k) for p in patterns)]
     if dropped:
+        named = ', '.join(dropped[:3]) + (', ...' if len(dropped) > 3 else '')
         notes.append(f'dropped {len(dropped)} training-only tensors '
-                     f'({", ".join(dropped)}): inference does not read them')
+                     f'({named}): inference does not read them')
     return OrderedDict(
         (k, v) for k, v in state_dict.items() if k not in dropped)
 

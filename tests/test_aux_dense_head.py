@@ -1,0 +1,137 @@
+# Copyright (c) mmdetr contributors. All rights reserved.
+"""DETR(aux_head=...): a training-only dense head on the encoder output;
+inference, checkpoints and conversion are plain DETR's."""
+import copy
+
+import torch
+
+from helpers import TINY, build_mmdetr, make_batch, mmdetr_cfg, preprocess
+from mmdetr.models.aux_dense_head import encoder_memory
+from mmdetr.utils import convert_state_dict
+
+
+def aux_cfg(weight=1.0):
+    cfg = mmdetr_cfg()
+    cfg['aux_head'] = dict(
+        type='mmdet.FCOSHead',
+        num_classes=TINY['num_classes'],
+        in_channels=TINY['embed_dims'],
+        feat_channels=32,
+        stacked_convs=1,
+        strides=[32],
+        regress_ranges=((-1, 1e8), ),
+        norm_cfg=dict(type='GN', num_groups=8, requires_grad=True),
+        center_sampling=True,
+        loss_bbox=dict(type='mmdet.GIoULoss', loss_weight=2.0))
+    cfg['aux_loss_weight'] = weight
+    return cfg
+
+
+def built_pair(weight=1.0):
+    """A model with the auxiliary head and a plain one with its weights."""
+    torch.manual_seed(0)
+    aux = build_mmdetr(aux_cfg(weight))
+    plain = build_mmdetr(mmdetr_cfg())
+    result = plain.load_state_dict(aux.state_dict(), strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    return aux, plain
+
+
+def test_off_by_default_adds_nothing():
+    model = build_mmdetr(mmdetr_cfg())
+    assert model.aux_head is None
+    assert not any(k.startswith('aux_head.') for k in model.state_dict())
+    model.train()
+    losses = model(**preprocess(model, make_batch(num_boxes=(2, 3)), True),
+                   mode='loss')
+    assert not any(k.startswith('aux.') for k in losses)
+
+
+def test_detr_losses_are_unchanged_and_aux_losses_are_added():
+    aux, plain = built_pair(weight=2.0)
+    data = make_batch(num_boxes=(2, 5))
+    aux.train()
+    plain.train()
+    losses_a = aux(**preprocess(aux, data, True), mode='loss')
+    losses_p = plain(**preprocess(plain, data, True), mode='loss')
+    extra = set(losses_a) - set(losses_p)
+    assert extra == {'aux.loss_cls', 'aux.loss_bbox', 'aux.loss_centerness'}
+    for key in losses_p:  # DETR's own terms: the same computation
+        assert torch.equal(losses_a[key], losses_p[key]), key
+    # the weight scales the head's own losses
+    inputs = preprocess(aux, data, True)
+    with encoder_memory(aux.bbox_head.transformer) as memories:
+        aux._forward(inputs['inputs'], inputs['data_samples'])
+    own = aux.aux_head.loss(tuple(memories), inputs['data_samples'])
+    torch.testing.assert_close(losses_a['aux.loss_cls'],
+                               2.0 * own['loss_cls'])
+
+
+def test_aux_losses_train_the_encoder_and_the_backbone():
+    aux, _ = built_pair()
+    aux.train()
+    losses = aux(**preprocess(aux, make_batch(num_boxes=(2, 5)), True),
+                 mode='loss')
+    sum(v for k, v in losses.items() if k.startswith('aux.')).backward()
+    grads = {
+        'encoder': aux.bbox_head.transformer.encoder_layers,
+        'backbone': aux.backbone,
+        'aux head': aux.aux_head
+    }
+    for name, module in grads.items():
+        total = sum(p.grad.abs().sum() for p in module.parameters()
+                    if p.grad is not None)
+        assert total > 0, name
+    # the decoder is not in the auxiliary loss
+    assert all(p.grad is None or not p.grad.any()
+               for p in aux.bbox_head.transformer.decoder_layers.parameters())
+
+
+def test_inference_is_plain_detr_bit_for_bit_and_never_runs_the_aux_head(
+        monkeypatch):
+    aux, plain = built_pair()
+    aux.eval()
+    plain.eval()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError('the auxiliary head ran at inference')
+
+    monkeypatch.setattr(aux.aux_head, 'forward', refuse)
+    monkeypatch.setattr(aux.aux_head, 'loss', refuse)
+    inputs = preprocess(aux, make_batch(num_boxes=(2, 3)), False)
+    out_a = aux.predict(inputs['inputs'],
+                        copy.deepcopy(inputs['data_samples']))
+    out_p = plain.predict(inputs['inputs'],
+                          copy.deepcopy(inputs['data_samples']))
+    for a, b in zip(out_a, out_p):
+        for key in ('bboxes', 'scores', 'labels'):
+            assert torch.equal(a.pred_instances[key], b.pred_instances[key])
+
+
+def test_memory_capture_leaves_no_hook_behind():
+    aux, _ = built_pair()
+    transformer = aux.bbox_head.transformer
+    aux.train()
+    aux(**preprocess(aux, make_batch(num_boxes=(1, 2)), True), mode='loss')
+    assert not transformer._forward_hooks
+    # one memory per feature level, (bs, embed_dims, h, w)
+    data = preprocess(aux, make_batch(num_boxes=(1, 2)), True)
+    with encoder_memory(transformer) as memories:
+        aux._forward(data['inputs'], data['data_samples'])
+    assert len(memories) == 1
+    assert memories[0].shape[:2] == (2, TINY['embed_dims'])
+    assert not transformer._forward_hooks
+
+
+def test_converter_drops_the_aux_head():
+    aux, _ = built_pair()
+    state = aux.state_dict()
+    notes = []
+    theirs = convert_state_dict(state, 'auto', 'mmdet3', notes)
+    assert not any('aux' in k for k in theirs)
+    assert any('training-only' in n for n in notes)
+    back = convert_state_dict(theirs, 'mmdet3', 'mmdetr')
+    assert set(back) == {
+        k for k in state if not k.startswith('aux_head.')}
+    for key, value in back.items():
+        assert torch.equal(value, state[key]), key
