@@ -59,6 +59,32 @@ model = dict(
         positional_encoding=dict(num_feats=64),
         # duplicates of a matched query are pushed to no-object harder
         loss_cls=dict(bg_cls_weight=0.5)),
+    # training only (Co-DETR's auxiliary one-to-many head): an FCOS head on
+    # the encoder output; inference never runs it, and checkpoints load into
+    # plain DETR without it (mmdetr/models/aux_dense_head.py)
+    aux_head=dict(
+        type='mmdet.FCOSHead',
+        num_classes=len(classes),
+        in_channels=128,  # the transformer's embed_dims
+        feat_channels=128,
+        stacked_convs=2,
+        strides=[16],  # the single feature level, stride 16
+        regress_ranges=((-1, 1e8), ),
+        norm_cfg=dict(type='GN', num_groups=32, requires_grad=True),
+        center_sampling=True,
+        center_sample_radius=1.5,
+        norm_on_bbox=True,
+        centerness_on_reg=True,
+        loss_cls=dict(
+            type='mmdet.FocalLoss',
+            use_sigmoid=True,
+            gamma=2.0,
+            alpha=0.25,
+            loss_weight=1.0),
+        loss_bbox=dict(type='mmdet.GIoULoss', loss_weight=2.0),
+        loss_centerness=dict(
+            type='mmdet.CrossEntropyLoss', use_sigmoid=True,
+            loss_weight=1.0)),
     test_cfg=dict(max_per_img=20))
 
 train_pipeline = [
@@ -113,7 +139,7 @@ optim_wrapper = dict(
     optimizer=dict(lr=2e-4),
     paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=1.0)}))
 
-max_epochs = 8
+max_epochs = 11
 train_cfg = dict(max_epochs=max_epochs, val_interval=1)
 param_scheduler = [
     dict(
@@ -124,7 +150,7 @@ param_scheduler = [
         begin=0,
         end=max_epochs,
         by_epoch=True,
-        milestones=[6],
+        milestones=[9],
         gamma=0.1)
 ]
 randomness = dict(seed=0)

@@ -53,14 +53,20 @@ def test_data_is_what_the_generator_writes():
     assert duplicates.type == 'mmdetr.DuplicateMetric'
 
 
-def test_demo_recipe_is_plain_detr_with_a_heavier_no_object_weight():
-    """The demo trains DETR itself (query groups measured slower at the same
-    training time here, docs/demo.md) with no-object weight 0.5; the COCO
-    recipe keeps DETR's 0.1 and no groups."""
+def test_demo_recipe_is_detr_with_training_only_extras():
+    """The demo trains DETR with an auxiliary FCOS head on the encoder
+    output (training only) and no-object weight 0.5, without query groups
+    (measured slower at the same training time here, docs/demo.md); the
+    COCO recipe keeps DETR's 0.1, no groups and no auxiliary head."""
     cfg = Config.fromfile(CONFIG)
     assert cfg.model.bbox_head.get('num_query_groups', 1) == 1
     assert cfg.model.bbox_head.loss_cls.bg_cls_weight == 0.5
+    aux = cfg.model.aux_head
+    assert aux.type == 'mmdet.FCOSHead'
+    assert aux.in_channels == cfg.model.bbox_head.transformer.embed_dims
+    assert aux.num_classes == cfg.model.bbox_head.num_classes
     base = Config.fromfile(osp.join(osp.dirname(CONFIG),
                                     'detr_r50_8x2_150e_coco.py'))
     assert base.model.bbox_head.get('num_query_groups', 1) == 1
     assert base.model.bbox_head.loss_cls.bg_cls_weight == 0.1
+    assert base.model.get('aux_head') is None
