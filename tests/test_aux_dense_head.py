@@ -5,7 +5,8 @@ import copy
 
 import torch
 
-from helpers import TINY, build_mmdetr, make_batch, mmdetr_cfg, preprocess
+from helpers import (TINY, build_mmdetr, count_step, make_batch, mmdetr_cfg,
+                     preprocess)
 from mmdetr.models.aux_dense_head import encoder_memory
 from mmdetr.utils import convert_state_dict
 
@@ -135,3 +136,14 @@ def test_converter_drops_the_aux_head():
         k for k in state if not k.startswith('aux_head.')}
     for key, value in back.items():
         assert torch.equal(value, state[key]), key
+
+
+def test_host_syncs_with_the_aux_head_are_detrs_plus_fcos_own():
+    """DETR's step keeps its 2 waits + 1 copy; mmdet's FCOS loss adds its
+    own reads of the number of positives (docs/demo.md says how many)."""
+    plain, _ = count_step(build_mmdetr(mmdetr_cfg()))
+    with_aux, _ = count_step(build_mmdetr(aux_cfg()))
+    assert plain.counts == {'to_host': 2}, plain.events
+    assert with_aux.counts == {'to_host': 2, 'item': 5, 'nonzero': 1}, \
+        with_aux.events
+    assert with_aux.copies == plain.copies == {'to_device': 1}
