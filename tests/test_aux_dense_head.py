@@ -147,3 +147,29 @@ def test_host_syncs_with_the_aux_head_are_detrs_plus_fcos_own():
     assert with_aux.counts == {'to_host': 2, 'item': 5, 'nonzero': 1}, \
         with_aux.events
     assert with_aux.copies == plain.copies == {'to_device': 1}
+
+
+def test_onnx_export_is_plain_detrs(tmp_path):
+    """The exported graph of a model with the auxiliary head holds none of
+    its weights and predicts what plain DETR with the same weights does."""
+    from mmdetr.deploy.export import export_onnx
+    from mmdetr.deploy.ort_detector import make_session
+    from mmdetr.deploy.verify import compare_with_pytorch, within_tolerance
+    onnx = __import__('onnx')
+    aux, plain = built_pair()
+    path = str(tmp_path / 'aux.onnx')
+    export_onnx(aux.eval(), path, shape=(96, 128), dynamic=True)
+    export_onnx(plain.eval(), str(tmp_path / 'plain.onnx'), shape=(96, 128),
+                dynamic=True)
+
+    def weights(onnx_file):
+        return sorted(
+            tuple(t.dims) for t in onnx.load(onnx_file).graph.initializer)
+
+    # the same tensors as plain DETR's graph: none of the head's
+    assert weights(path) and weights(path) == weights(
+        str(tmp_path / 'plain.onnx'))
+    diffs = compare_with_pytorch(plain.eval(), make_session(path),
+                                 [(96, 128), (64, 80)], seed=1)
+    assert diffs['num_dets'] == 2 * plain.bbox_head.num_query
+    assert within_tolerance(diffs), diffs
