@@ -34,7 +34,8 @@ def tiny_shapes(tmp_path_factory):
 
 def overfit_cfg(data_root, work_dir, iters):
     """The demo config, shrunk: a 1/8-width ResNet-18 (3 stages), a 64-d
-    transformer with 1 + 2 layers and 10 queries, trained and tested on the
+    transformer with 1 + 2 layers and 10 queries (and the auxiliary head on
+    its 64-d encoder output), trained and tested on the
     same 4 images (no flip: the test images are not flipped)."""
     cfg = Config.fromfile(osp.join(ROOT, 'configs',
                                    'detr_r18_shapes_demo.py'))
@@ -63,6 +64,8 @@ def overfit_cfg(data_root, work_dir, iters):
                     num_decoder_layers=2,
                     feedforward_channels=128),
                 positional_encoding=dict(num_feats=32)),
+            # the demo's training-only auxiliary head, on the 64-d memory
+            aux_head=dict(in_channels=64, feat_channels=64),
             test_cfg=dict(max_per_img=10)),
         train_dataloader=dict(
             batch_size=NUM_IMAGES,
