@@ -3,6 +3,7 @@
 inference, checkpoints and conversion are plain DETR's."""
 import copy
 
+import pytest
 import torch
 
 from helpers import (TINY, build_mmdetr, count_step, make_batch, mmdetr_cfg,
@@ -173,3 +174,28 @@ def test_onnx_export_is_plain_detrs(tmp_path):
                                  [(96, 128), (64, 80)], seed=1)
     assert diffs['num_dets'] == 2 * plain.bbox_head.num_query
     assert within_tolerance(diffs), diffs
+
+
+def _narrow_head(cfg):
+    cfg['aux_head']['in_channels'] = 32
+
+
+def _no_loss_head(cfg):
+    cfg['aux_head'] = dict(type='mmdet.ResNet', depth=18)
+
+
+def _weight(value):
+    return lambda cfg: cfg.update(aux_loss_weight=value)
+
+
+@pytest.mark.parametrize('change, match', [
+    (_narrow_head, r'aux_head\.in_channels=32'),
+    (_no_loss_head, 'has no loss'),
+    (_weight(0), 'aux_loss_weight'),
+    (_weight('1'), 'aux_loss_weight'),
+])
+def test_bad_aux_head_settings_are_named(change, match):
+    cfg = aux_cfg()
+    change(cfg)
+    with pytest.raises((ValueError, TypeError), match=match):
+        build_mmdetr(cfg)

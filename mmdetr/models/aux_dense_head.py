@@ -50,6 +50,27 @@ def encoder_memory(transformer: nn.Module) -> Iterator[List[Tensor]]:
         handle.remove()
 
 
+def check_aux_head(aux_head: nn.Module, embed_dims: int,
+                   aux_loss_weight) -> None:
+    """Refuse, naming the config key, an auxiliary head that could not be
+    trained on the encoder memory."""
+    if not callable(getattr(aux_head, 'loss', None)):
+        raise TypeError(
+            f'model.aux_head: {type(aux_head).__name__} has no '
+            'loss(x, batch_data_samples); use an mmdet dense head such as '
+            'mmdet.FCOSHead')
+    in_channels = getattr(aux_head, 'in_channels', embed_dims)
+    if in_channels != embed_dims:
+        raise ValueError(
+            f'model.aux_head.in_channels={in_channels}, but the encoder '
+            f'memory it reads has the transformer\'s embed_dims='
+            f'{embed_dims} channels')
+    if isinstance(aux_loss_weight, bool) or not isinstance(
+            aux_loss_weight, (int, float)) or not aux_loss_weight > 0:
+        raise ValueError('model.aux_loss_weight must be a positive number, '
+                         f'got {aux_loss_weight!r}')
+
+
 def aux_head_losses(aux_head: nn.Module, memories: Sequence[Tensor],
                     batch_data_samples, weight: float) -> Dict[str, Tensor]:
     """The auxiliary head's losses on the encoder memories, scaled by

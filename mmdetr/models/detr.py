@@ -10,7 +10,7 @@ from mmengine.logging import MessageHub
 from torch import Tensor
 
 from mmdetr.models.aux_dense_head import (AUX_HEAD_PREFIX, aux_head_losses,
-                                           encoder_memory)
+                                           check_aux_head, encoder_memory)
 from mmdetr.models.frozen_batch_norm import (fold_frozen_batch_norms,
                                               freeze_batch_norms,
                                               frozen_norm_slots,
@@ -114,6 +114,9 @@ class DETR(BaseDetector):
             bbox_head['test_cfg'] = test_cfg
         self.bbox_head = build_model(bbox_head)
         self.aux_head = build_model(aux_head) if aux_head else None
+        if self.aux_head is not None:
+            check_aux_head(self.aux_head, self.bbox_head.transformer.embed_dims,
+                           aux_loss_weight)
         self.aux_loss_weight = aux_loss_weight
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
