@@ -1,13 +1,11 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 """DETR(aux_head=...): a training-only dense head on the encoder output;
 inference, checkpoints and conversion are plain DETR's."""
-import copy
-
 import pytest
 import torch
 
-from helpers import (TINY, build_mmdetr, count_step, make_batch, mmdetr_cfg,
-                     preprocess)
+from helpers import (TINY, assert_identical_predictions, build_mmdetr,
+                     count_step, make_batch, mmdetr_cfg, preprocess)
 from mmdetr.models.aux_dense_head import encoder_memory
 from mmdetr.utils import convert_state_dict
 
@@ -100,14 +98,7 @@ def test_inference_is_plain_detr_bit_for_bit_and_never_runs_the_aux_head(
 
     monkeypatch.setattr(aux.aux_head, 'forward', refuse)
     monkeypatch.setattr(aux.aux_head, 'loss', refuse)
-    inputs = preprocess(aux, make_batch(num_boxes=(2, 3)), False)
-    out_a = aux.predict(inputs['inputs'],
-                        copy.deepcopy(inputs['data_samples']))
-    out_p = plain.predict(inputs['inputs'],
-                          copy.deepcopy(inputs['data_samples']))
-    for a, b in zip(out_a, out_p):
-        for key in ('bboxes', 'scores', 'labels'):
-            assert torch.equal(a.pred_instances[key], b.pred_instances[key])
+    assert_identical_predictions(plain, aux, make_batch(num_boxes=(2, 3)))
 
 
 def test_memory_capture_leaves_no_hook_behind():

@@ -1,14 +1,12 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 """Group DETR (DETRHead(num_query_groups=K)): training only, inference is
 plain DETR."""
-import copy
-
 import pytest
 import torch
 import torch.nn as nn
 
-from helpers import (build_mmdetr, count_step, make_batch, mmdetr_cfg,
-                     preprocess)
+from helpers import (assert_identical_predictions, build_mmdetr, count_step,
+                     make_batch, mmdetr_cfg, preprocess)
 from mmdetr.models.attention import multi_head_attention
 from mmdetr.models.query_groups import groups_as_images, within_groups
 from mmdetr.utils import convert_state_dict
@@ -84,14 +82,8 @@ def test_inference_is_plain_detr_bit_for_bit():
     result = plain.load_state_dict(grouped.state_dict(), strict=True)
     assert not result.missing_keys and not result.unexpected_keys
     data = make_batch(num_boxes=(2, 3))
+    assert_identical_predictions(plain, grouped, data)
     inputs = preprocess(grouped, data, False)
-    out_g = grouped.predict(inputs['inputs'],
-                            copy.deepcopy(inputs['data_samples']))
-    out_p = plain.predict(inputs['inputs'],
-                          copy.deepcopy(inputs['data_samples']))
-    for a, b in zip(out_g, out_p):
-        for key in ('bboxes', 'scores', 'labels'):
-            assert torch.equal(a.pred_instances[key], b.pred_instances[key])
     raw_g = grouped._forward(inputs['inputs'], inputs['data_samples'])
     assert raw_g[0][0].shape[2] == grouped.bbox_head.num_query
 

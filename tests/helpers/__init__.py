@@ -23,7 +23,8 @@ from .datasets import CLASSES, write_coco_split, write_tiny_train_config
 from .models import (_LOSSES, _PREPROCESSOR, _TRAIN_CFG, TINY,  # noqa: F401
                      _backbone, build_mmdet, build_mmdetr, mmdet_cfg,
                      mmdetr_cfg)
-from .parity import assert_same_losses, assert_same_predictions, randomize_
+from .parity import (assert_identical_predictions, assert_same_losses,
+                     assert_same_predictions, randomize_)
 from .steps import count_step, training_step
 from .tools import (ROOT, TESTS, copypaste_ap, load_ckpt, load_tool, run,
                     scalars, train)

@@ -1,6 +1,8 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 """Comparisons of mmdetr's DETR with a reference model (mmdet 3.3's) on the
 same batch: raw outputs, detections and every loss term."""
+import copy
+
 import torch
 from scipy.optimize import linear_sum_assignment
 
@@ -40,6 +42,24 @@ def assert_same_predictions(ref, ours, data):
             o.bboxes[rows], r.bboxes[cols], rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(
             o.scores[rows], r.scores[cols], rtol=1e-4, atol=1e-5)
+
+
+def assert_identical_predictions(ref, ours, data):
+    """``predict`` of the two models gives bit-identical detections (models
+    with the same inference computation, e.g. one with training-only
+    parts)."""
+    ref.eval()
+    ours.eval()
+    inputs = preprocess(ref, data, False)
+    ref_out = ref.predict(inputs['inputs'],
+                          copy.deepcopy(inputs['data_samples']))
+    our_out = ours.predict(inputs['inputs'],
+                           copy.deepcopy(inputs['data_samples']))
+    assert len(our_out) == len(ref_out) > 0
+    for r, o in zip(ref_out, our_out):
+        assert len(o.pred_instances) > 0
+        for key in ('bboxes', 'scores', 'labels'):
+            assert torch.equal(o.pred_instances[key], r.pred_instances[key])
 
 
 def assert_same_losses(ref, ours, data):
