@@ -8,7 +8,7 @@ import sys
 import pytest
 from mmengine.config import Config
 
-from helpers import run, write_tiny_train_config
+from helpers import run, run_distributed, write_tiny_train_config
 from mmdetr.engine import set_deterministic_env
 
 RECORD = ("custom_imports = dict(imports=['mmdetr', 'helpers.record_start_hook'], "
@@ -39,9 +39,10 @@ def test_every_rank_resumes_from_rank0s_choice(coco_root, tmp_path):
 
     env['HIDE_CHECKPOINTS_FROM_RANK1'] = str(work_dir)
     env['STOP_AFTER_RECORD'] = '1'
-    run(sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-        '--master_port=29547', 'tests/helpers/rank_view.py', cfg, '--work-dir',
-        work_dir, '--launcher', 'pytorch', '--resume', env=env)
+    run_distributed(sys.executable, '-m', 'torch.distributed.run',
+                    '--nproc_per_node=2', '--master_port=29547',
+                    'tests/helpers/rank_view.py', cfg, '--work-dir', work_dir,
+                    '--launcher', 'pytorch', '--resume', env=env)
     starts = [
         json.loads((tmp_path / f'start_rank{r}.json').read_text())
         for r in (0, 1)

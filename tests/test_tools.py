@@ -11,8 +11,8 @@ import sys
 import pytest
 import torch
 
-from helpers import (copypaste_ap, load_ckpt, run, scalars, train,
-                     write_tiny_train_config)
+from helpers import (copypaste_ap, load_ckpt, run, run_distributed, scalars,
+                     train, write_tiny_train_config)
 
 
 @pytest.fixture(scope='module')
@@ -147,9 +147,10 @@ def test_two_process_ddp_train_and_dist_test_match_single(
     cfg = write_tiny_train_config(tmp_path / 'ddp.py', coco_root,
                                   max_epochs=1)
     work_dir = tmp_path / 'ddp'
-    proc = run(sys.executable, '-m', 'torch.distributed.run',
-               '--nproc_per_node=2', '--master_port=29531', 'tools/train.py',
-               cfg, '--work-dir', work_dir, '--launcher', 'pytorch')
+    proc = run_distributed(
+        sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+        '--master_port=29531', 'tools/train.py', cfg, '--work-dir', work_dir,
+        '--launcher', 'pytorch')
     out = proc.stdout + proc.stderr
     assert 'coco/bbox_mAP' in out
     assert osp.isfile(work_dir / 'epoch_1.pth')
@@ -157,8 +158,8 @@ def test_two_process_ddp_train_and_dist_test_match_single(
     ckpt = osp.join(trained['work_dir'], 'epoch_3.pth')
     single = run(sys.executable, 'tools/test.py', trained['cfg'], ckpt,
                  '--eval', 'bbox', '--work-dir', tmp_path / 't1')
-    dist = run('bash', 'tools/dist_test.sh', trained['cfg'], ckpt, 2,
-               '--eval', 'bbox', '--work-dir', tmp_path / 't2',
-               env=dict(PORT='29533'))
+    dist = run_distributed('bash', 'tools/dist_test.sh', trained['cfg'],
+                           ckpt, 2, '--eval', 'bbox', '--work-dir',
+                           tmp_path / 't2', env=dict(PORT='29533'))
     assert copypaste_ap(dist.stdout + dist.stderr) == copypaste_ap(
         single.stdout + single.stderr)

@@ -27,7 +27,7 @@ from .parity import (assert_identical_predictions, assert_same_losses,
                      assert_same_predictions, randomize_)
 from .steps import count_step, training_step
 from .tools import (ROOT, TESTS, copypaste_ap, load_ckpt, load_tool, run,
-                    scalars, train)
+                    run_distributed, scalars, train)
 
 __all__ = [
     'assert_same_losses', 'assert_same_predictions', 'mmdet2_state_dict',
