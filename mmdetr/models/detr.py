@@ -1,6 +1,7 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 """The DETR detector: backbone -> DETRHead."""
 from collections import OrderedDict
+from contextlib import nullcontext
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -155,15 +156,16 @@ class DETR(BaseDetector):
         feats = self.extract_feat(batch_inputs)
         gt_bboxes = [ds.gt_instances.bboxes for ds in batch_data_samples]
         gt_labels = [ds.gt_instances.labels for ds in batch_data_samples]
-        if self.aux_head is None:
-            outs = self.bbox_head(feats, img_metas)
-            return self.bbox_head.loss(*outs, gt_bboxes, gt_labels, img_metas)
-        with encoder_memory(self.bbox_head.transformer) as memories:
+        # the auxiliary head (if any) reads the encoder memory of this pass
+        capture = nullcontext([]) if self.aux_head is None else \
+            encoder_memory(self.bbox_head.transformer)
+        with capture as memories:
             outs = self.bbox_head(feats, img_metas)
         losses = self.bbox_head.loss(*outs, gt_bboxes, gt_labels, img_metas)
-        losses.update(
-            aux_head_losses(self.aux_head, memories, batch_data_samples,
-                            self.aux_loss_weight))
+        if self.aux_head is not None:
+            losses.update(
+                aux_head_losses(self.aux_head, memories, batch_data_samples,
+                                self.aux_loss_weight))
         return losses
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
