@@ -55,12 +55,14 @@ def test_data_is_what_the_generator_writes():
 
 def test_demo_recipe_is_detr_with_training_only_extras():
     """The demo trains DETR with an auxiliary FCOS head on the encoder
-    output (training only) and no-object weight 0.75, without query groups
+    output (training only), no-object weight 0.5 and 1.0 for would-be
+    duplicates, without query groups
     (measured slower at the same training time here, docs/demo.md); the
     COCO recipe keeps DETR's 0.1, no groups and no auxiliary head."""
     cfg = Config.fromfile(CONFIG)
     assert cfg.model.bbox_head.get('num_query_groups', 1) == 1
-    assert cfg.model.bbox_head.loss_cls.bg_cls_weight == 0.75
+    assert cfg.model.bbox_head.loss_cls.bg_cls_weight == 0.5
+    assert cfg.model.bbox_head.duplicate_cls_weight == 1.0
     aux = cfg.model.aux_head
     assert aux.type == 'mmdet.FCOSHead'
     assert aux.in_channels == cfg.model.bbox_head.transformer.embed_dims
@@ -69,4 +71,5 @@ def test_demo_recipe_is_detr_with_training_only_extras():
                                     'detr_r50_8x2_150e_coco.py'))
     assert base.model.bbox_head.get('num_query_groups', 1) == 1
     assert base.model.bbox_head.loss_cls.bg_cls_weight == 0.1
+    assert base.model.bbox_head.get('duplicate_cls_weight') is None
     assert base.model.get('aux_head') is None

@@ -19,6 +19,7 @@ from torch import Tensor
 from mmdetr.compat.mmdet2_config import (is_mmdet2_transformer,
                                          translate_transformer)
 from mmdetr.compat.mmdet2_head import Mmdet2HeadMixin
+from mmdetr.models.duplicate_weight import duplicate_label_weights
 from mmdetr.models.hungarian_assigner import (BatchMatches, matched_labels,
                                                pad_ground_truths)
 from mmdetr.models.match_cost import image_size_factors
@@ -121,6 +122,8 @@ class DETRHead(Mmdet2HeadMixin, BaseModule):
                          ])),
                  test_cfg: Optional[dict] = dict(max_per_img=100),
                  num_query_groups: int = 1,
+                 duplicate_cls_weight: Optional[float] = None,
+                 duplicate_iou_thr: float = 0.5,
                  init_cfg=None,
                  type: Optional[str] = None) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -139,6 +142,9 @@ class DETRHead(Mmdet2HeadMixin, BaseModule):
             weight[num_classes] = bg_cls_weight
             loss_cls['class_weight'] = weight
             self.bg_cls_weight = bg_cls_weight
+        self._check_duplicate_weight(duplicate_cls_weight, duplicate_iou_thr)
+        self.duplicate_cls_weight = duplicate_cls_weight
+        self.duplicate_iou_thr = duplicate_iou_thr
 
         if train_cfg:
             if 'assigner' not in train_cfg:
@@ -173,6 +179,24 @@ class DETRHead(Mmdet2HeadMixin, BaseModule):
                 f'transformer embed_dims, got num_feats={num_feats} and '
                 f'embed_dims={self.embed_dims}')
         self._init_layers()
+
+    def _check_duplicate_weight(self, weight, iou_thr) -> None:
+        if weight is None:
+            return
+        if isinstance(weight, bool) or not isinstance(
+                weight, (int, float)) or not weight > 0:
+            raise ValueError('DETRHead: duplicate_cls_weight must be a '
+                             f'number > 0 or None, got {weight!r}')
+        if self.use_sigmoid or not self.bg_cls_weight:
+            raise ValueError(
+                'DETRHead: duplicate_cls_weight needs the softmax '
+                'classification loss with loss_cls.bg_cls_weight > 0, got '
+                f'use_sigmoid={self.use_sigmoid}, bg_cls_weight='
+                f'{self.bg_cls_weight!r}')
+        if isinstance(iou_thr, bool) or not isinstance(
+                iou_thr, (int, float)) or not 0 <= iou_thr < 1:
+            raise ValueError('DETRHead: duplicate_iou_thr must be in [0, 1), '
+                             f'got {iou_thr!r}')
 
     def _init_layers(self) -> None:
         self.input_proj = nn.Conv2d(
@@ -422,7 +446,6 @@ class DETRHead(Mmdet2HeadMixin, BaseModule):
                                                  bbox_preds.dtype)
         factors = image_size_factors(img_metas, bbox_preds)  # (bs, 4)
         labels = self._target_labels(matches, gt_labels)
-        label_weights = cls_scores.new_ones(bs * num_query)
         cls_avg_factors, box_avg_factors = self._avg_factors(
             matches, bs * num_query)
         self._class_weight_to(cls_scores.device)
@@ -432,7 +455,8 @@ class DETRHead(Mmdet2HeadMixin, BaseModule):
                 self.loss_cls(
                     cls_scores[n].reshape(-1, self.cls_out_channels),
                     labels[n].reshape(-1),
-                    label_weights,
+                    self._label_weights(bbox_preds[n], gt_bboxes, labels[n],
+                                        factors),
                     avg_factor=cls_avg_factors[n]))
             pos_pred = matches.pos_pred_of(n)
             pred = bbox_preds[n].reshape(-1, 4)[pos_pred]
@@ -454,6 +478,20 @@ class DETRHead(Mmdet2HeadMixin, BaseModule):
         background; ``gt_labels`` padded (bs, max_gts)."""
         labels = matched_labels(matches.gt_inds, gt_labels)
         return labels.masked_fill(labels < 0, self.num_classes)
+
+    def _label_weights(self, bbox_preds: Tensor, gt_bboxes: Tensor,
+                       labels: Tensor, factors: Tensor) -> Tensor:
+        """(bs * num_query, ) weights of one set's classification loss: all
+        1 (DETR), or heavier on would-be duplicates with
+        ``duplicate_cls_weight``. ``bbox_preds`` (bs, num_query, 4)
+        normalised (cx, cy, w, h), ``gt_bboxes`` padded (bs, max_gts, 4),
+        ``labels`` (bs, num_query), ``factors`` (bs, 4)."""
+        if self.duplicate_cls_weight is None:
+            return bbox_preds.new_ones(labels.numel())
+        return duplicate_label_weights(
+            bbox_cxcywh_to_xyxy(bbox_preds) * factors[:, None], gt_bboxes,
+            labels, self.num_classes, self.bg_cls_weight,
+            self.duplicate_cls_weight, self.duplicate_iou_thr)
 
     def _avg_factors(self, matches: BatchMatches, num_preds: int):
         """Normalisers of the classification and box losses, per set.
@@ -578,7 +616,9 @@ class DETRHead(Mmdet2HeadMixin, BaseModule):
                                                  bbox_preds.dtype)
         labels = self._target_labels(matches, gt_labels)[0]
         pos = matches.gt_inds[0] > 0  # (bs, num_query)
-        label_weights = bbox_preds.new_ones(pos.shape)
+        factors = image_size_factors(img_metas, bbox_preds)  # (bs, 4)
+        label_weights = self._label_weights(bbox_preds[0], gt_bboxes, labels,
+                                            factors).reshape(pos.shape)
         bbox_weights = pos[..., None].expand(*pos.shape, 4).to(
             bbox_preds.dtype)
         bbox_targets = torch.zeros_like(bbox_preds[0])
@@ -588,8 +628,8 @@ class DETRHead(Mmdet2HeadMixin, BaseModule):
             index = (matches.gt_inds[0] - 1).clamp(min=0)
             boxes = gt_bboxes.gather(1, index[..., None].expand(
                 *index.shape, 4))
-            factors = image_size_factors(img_metas, bbox_preds)[:, None]
-            bbox_targets = bbox_xyxy_to_cxcywh(boxes / factors) * bbox_weights
+            bbox_targets = bbox_xyxy_to_cxcywh(
+                boxes / factors[:, None]) * bbox_weights
         num_total_pos = matches.num_pos[0]
         num_total_neg = pos.numel() - num_total_pos
         return (list(labels), list(label_weights), list(bbox_targets),
