@@ -55,13 +55,13 @@ def test_data_is_what_the_generator_writes():
 
 def test_demo_recipe_is_detr_with_training_only_extras():
     """The demo trains DETR with an auxiliary FCOS head on the encoder
-    output (training only), no-object weight 0.5 and 1.0 for would-be
+    output (training only), no-object weight 0.25 and 1.0 for would-be
     duplicates, without query groups
     (measured slower at the same training time here, docs/demo.md); the
     COCO recipe keeps DETR's 0.1, no groups and no auxiliary head."""
     cfg = Config.fromfile(CONFIG)
     assert cfg.model.bbox_head.get('num_query_groups', 1) == 1
-    assert cfg.model.bbox_head.loss_cls.bg_cls_weight == 0.5
+    assert cfg.model.bbox_head.loss_cls.bg_cls_weight == 0.25
     assert cfg.model.bbox_head.duplicate_cls_weight == 1.0
     aux = cfg.model.aux_head
     assert aux.type == 'mmdet.FCOSHead'
