@@ -84,9 +84,11 @@ def test_label_weights_without_ground_truth_are_ones():
     assert torch.equal(weights, torch.ones(8))
 
 
-def test_weight_equal_to_bg_weight_is_detr_loss_bit_for_bit():
+def losses_with_and_without(weight, iou_thr=0.5):
+    """Losses of one batch, same weights: the head with
+    ``duplicate_cls_weight=weight`` and plain DETR (no-object ``BG``)."""
     torch.manual_seed(0)
-    model = build_mmdetr(weighted_cfg(BG))
+    model = build_mmdetr(weighted_cfg(weight, iou_thr))
     plain = build_mmdetr(plain_cfg())
     plain.load_state_dict(model.state_dict(), strict=True)
     data = make_batch(num_boxes=(2, 5))
@@ -95,20 +97,17 @@ def test_weight_equal_to_bg_weight_is_detr_loss_bit_for_bit():
     ours = model(**preprocess(model, data, True), mode='loss')
     ref = plain(**preprocess(plain, data, True), mode='loss')
     assert ours.keys() == ref.keys()
+    return ours, ref
+
+
+def test_weight_equal_to_bg_weight_is_detr_loss_bit_for_bit():
+    ours, ref = losses_with_and_without(BG)
     for key in ref:
         assert torch.equal(ours[key], ref[key]), key
 
 
 def test_heavier_weight_changes_only_the_class_losses():
-    torch.manual_seed(0)
-    model = build_mmdetr(weighted_cfg(5.0, iou_thr=0.0))
-    plain = build_mmdetr(plain_cfg())
-    plain.load_state_dict(model.state_dict(), strict=True)
-    data = make_batch(num_boxes=(2, 5))
-    model.train()
-    plain.train()
-    ours = model(**preprocess(model, data, True), mode='loss')
-    ref = plain(**preprocess(plain, data, True), mode='loss')
+    ours, ref = losses_with_and_without(5.0, iou_thr=0.0)
     for key in ref:
         if key.endswith('loss_cls'):
             assert ours[key] > ref[key], key
