@@ -12,11 +12,12 @@ from mmdetr.models.duplicate_weight import duplicate_label_weights
 BG = 0.1
 
 
-def weighted_cfg(weight=1.0, iou_thr=0.5, **overrides):
+def weighted_cfg(weight=1.0, iou_thr=0.5, layers='all', **overrides):
     cfg = mmdetr_cfg(**overrides)
     cfg['bbox_head']['loss_cls']['bg_cls_weight'] = BG
     cfg['bbox_head']['duplicate_cls_weight'] = weight
     cfg['bbox_head']['duplicate_iou_thr'] = iou_thr
+    cfg['bbox_head']['duplicate_weight_layers'] = layers
     return cfg
 
 
@@ -84,11 +85,11 @@ def test_label_weights_without_ground_truth_are_ones():
     assert torch.equal(weights, torch.ones(8))
 
 
-def losses_with_and_without(weight, iou_thr=0.5):
+def losses_with_and_without(weight, iou_thr=0.5, layers='all'):
     """Losses of one batch, same weights: the head with
     ``duplicate_cls_weight=weight`` and plain DETR (no-object ``BG``)."""
     torch.manual_seed(0)
-    model = build_mmdetr(weighted_cfg(weight, iou_thr))
+    model = build_mmdetr(weighted_cfg(weight, iou_thr, layers))
     plain = build_mmdetr(plain_cfg())
     plain.load_state_dict(model.state_dict(), strict=True)
     data = make_batch(num_boxes=(2, 5))
@@ -115,6 +116,18 @@ def test_heavier_weight_changes_only_the_class_losses():
             assert torch.equal(ours[key], ref[key]), key
 
 
+def test_last_layer_only_leaves_the_other_layers_as_detr():
+    ours, ref = losses_with_and_without(5.0, iou_thr=0.0, layers='last')
+    every_layer, _ = losses_with_and_without(5.0, iou_thr=0.0)
+    assert any(key.startswith('d0.') for key in ref)
+    for key in ref:
+        if key == 'loss_cls':  # the last layer's: weighed as with 'all'
+            assert ours[key] > ref[key]
+            assert torch.equal(ours[key], every_layer[key])
+        else:  # the other layers' and every box loss: DETR's
+            assert torch.equal(ours[key], ref[key]), key
+
+
 def test_inference_is_plain_detr_bit_for_bit():
     torch.manual_seed(0)
     model = build_mmdetr(weighted_cfg(2.0))
@@ -134,7 +147,8 @@ def test_adds_no_host_sync():
                                      ('duplicate_cls_weight', -1.0),
                                      ('duplicate_cls_weight', '2'),
                                      ('duplicate_iou_thr', 1.0),
-                                     ('duplicate_iou_thr', -0.1)])
+                                     ('duplicate_iou_thr', -0.1),
+                                     ('duplicate_weight_layers', 'first')])
 def test_bad_settings_are_named(key, bad):
     cfg = weighted_cfg(2.0)
     cfg['bbox_head'][key] = bad

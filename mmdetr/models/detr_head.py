@@ -19,7 +19,8 @@ from torch import Tensor
 from mmdetr.compat.mmdet2_config import (is_mmdet2_transformer,
                                          translate_transformer)
 from mmdetr.compat.mmdet2_head import Mmdet2HeadMixin
-from mmdetr.models.duplicate_weight import duplicate_label_weights
+from mmdetr.models.duplicate_weight import (DUPLICATE_WEIGHT_LAYERS,
+                                             duplicate_label_weights)
 from mmdetr.models.hungarian_assigner import (BatchMatches, matched_labels,
                                                pad_ground_truths)
 from mmdetr.models.match_cost import image_size_factors
@@ -84,6 +85,21 @@ class DETRHead(Mmdet2HeadMixin, BaseModule):
             DETR, :mod:`mmdetr.models.query_groups`). Inference always runs
             the first group alone, i.e. plain DETR. Defaults to 1 (DETR's
             own training).
+        duplicate_cls_weight (float, optional): Training only: the
+            no-object weight of unmatched predictions whose box overlaps a
+            ground truth with IoU > ``duplicate_iou_thr`` (would-be
+            duplicates), instead of ``bg_cls_weight``
+            (:mod:`mmdetr.models.duplicate_weight`). Defaults to None
+            (DETR's one weight for every unmatched prediction).
+        duplicate_iou_thr (float): IoU above which an unmatched prediction
+            is a would-be duplicate. Defaults to 0.5.
+        duplicate_weight_layers (str): Which decoder layers' losses get
+            ``duplicate_cls_weight``: ``'all'``, or ``'last'``, the layer
+            whose predictions inference returns (the others keep DETR's
+            weights). The one-layer calls of the mmdet 2.x interface
+            (:meth:`loss_single`, :meth:`get_targets`) cannot tell which
+            layer they are given and weigh it in both cases. Defaults to
+            ``'all'``.
         init_cfg (dict, optional): Defaults to None.
         type (str, optional): Ignored, so that ``DETRHead(**cfg)`` takes a
             config dict with its ``type`` key, as mmdet 2.x's head did.
@@ -124,6 +140,7 @@ class DETRHead(Mmdet2HeadMixin, BaseModule):
                  num_query_groups: int = 1,
                  duplicate_cls_weight: Optional[float] = None,
                  duplicate_iou_thr: float = 0.5,
+                 duplicate_weight_layers: str = 'all',
                  init_cfg=None,
                  type: Optional[str] = None) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -142,9 +159,11 @@ class DETRHead(Mmdet2HeadMixin, BaseModule):
             weight[num_classes] = bg_cls_weight
             loss_cls['class_weight'] = weight
             self.bg_cls_weight = bg_cls_weight
-        self._check_duplicate_weight(duplicate_cls_weight, duplicate_iou_thr)
+        self._check_duplicate_weight(duplicate_cls_weight, duplicate_iou_thr,
+                                     duplicate_weight_layers)
         self.duplicate_cls_weight = duplicate_cls_weight
         self.duplicate_iou_thr = duplicate_iou_thr
+        self.duplicate_weight_layers = duplicate_weight_layers
 
         if train_cfg:
             if 'assigner' not in train_cfg:
@@ -180,7 +199,10 @@ class DETRHead(Mmdet2HeadMixin, BaseModule):
                 f'embed_dims={self.embed_dims}')
         self._init_layers()
 
-    def _check_duplicate_weight(self, weight, iou_thr) -> None:
+    def _check_duplicate_weight(self, weight, iou_thr, layers) -> None:
+        if layers not in DUPLICATE_WEIGHT_LAYERS:
+            raise ValueError('DETRHead: duplicate_weight_layers must be one '
+                             f'of {DUPLICATE_WEIGHT_LAYERS}, got {layers!r}')
         if weight is None:
             return
         if isinstance(weight, bool) or not isinstance(
@@ -455,8 +477,9 @@ class DETRHead(Mmdet2HeadMixin, BaseModule):
                 self.loss_cls(
                     cls_scores[n].reshape(-1, self.cls_out_channels),
                     labels[n].reshape(-1),
-                    self._label_weights(bbox_preds[n], gt_bboxes, labels[n],
-                                        factors),
+                    self._label_weights(
+                        bbox_preds[n], gt_bboxes, labels[n], factors,
+                        last_layer=n == num_sets - 1),
                     avg_factor=cls_avg_factors[n]))
             pos_pred = matches.pos_pred_of(n)
             pred = bbox_preds[n].reshape(-1, 4)[pos_pred]
@@ -479,14 +502,20 @@ class DETRHead(Mmdet2HeadMixin, BaseModule):
         labels = matched_labels(matches.gt_inds, gt_labels)
         return labels.masked_fill(labels < 0, self.num_classes)
 
-    def _label_weights(self, bbox_preds: Tensor, gt_bboxes: Tensor,
-                       labels: Tensor, factors: Tensor) -> Tensor:
+    def _label_weights(self,
+                       bbox_preds: Tensor,
+                       gt_bboxes: Tensor,
+                       labels: Tensor,
+                       factors: Tensor,
+                       last_layer: bool = True) -> Tensor:
         """(bs * num_query, ) weights of one set's classification loss: all
         1 (DETR), or heavier on would-be duplicates with
-        ``duplicate_cls_weight``. ``bbox_preds`` (bs, num_query, 4)
-        normalised (cx, cy, w, h), ``gt_bboxes`` padded (bs, max_gts, 4),
-        ``labels`` (bs, num_query), ``factors`` (bs, 4)."""
-        if self.duplicate_cls_weight is None:
+        ``duplicate_cls_weight`` (on every layer, or on the last one only
+        with ``duplicate_weight_layers='last'``). ``bbox_preds`` (bs,
+        num_query, 4) normalised (cx, cy, w, h), ``gt_bboxes`` padded (bs,
+        max_gts, 4), ``labels`` (bs, num_query), ``factors`` (bs, 4)."""
+        if self.duplicate_cls_weight is None or (
+                self.duplicate_weight_layers == 'last' and not last_layer):
             return bbox_preds.new_ones(labels.numel())
         return duplicate_label_weights(
             bbox_cxcywh_to_xyxy(bbox_preds) * factors[:, None], gt_bboxes,
