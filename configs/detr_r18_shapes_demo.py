@@ -8,18 +8,18 @@
 # - an auxiliary FCOS head on the encoder output (Co-DETR's one-to-many
 #   heads, DETR(aux_head=...)): per iteration it converges faster; at the
 #   same training time plain DETR ends at AP 0.527 / AP75 0.572 against
-#   0.554 / 0.636 (no-object 0.5 in both);
-# - a heavier no-object weight where it matters
-#   (DETRHead(duplicate_cls_weight=...)): unmatched predictions whose box
-#   overlaps an object (IoU > 0.5) learn "no object" with weight 1.0, the
-#   rest with 0.25 (the paper's 0.1 left over 1000 duplicate pairs here; a
-#   heavier weight on every unmatched prediction removes duplicates mostly
-#   by lowering every score). Full runs of this recipe: 0.75 everywhere (the
-#   previous demo) AP 0.553 / AP50 0.843, 90 images with a duplicate;
-#   0.25 + 1.0 (this) 0.558 / 0.881, 52; 0.5 + 1.0 0.546 / 0.853, 34;
-#   0.25 + 2.0 0.512 / 0.830, 17 (docs/demo.md);
+#   0.554 / 0.636 (20 queries, no-object 0.5 in both);
+# - a heavier no-object weight where it matters, on the last decoder layer
+#   (DETRHead(duplicate_cls_weight=..., duplicate_weight_layers='last')):
+#   its unmatched predictions whose box overlaps an object (IoU > 0.5)
+#   learn "no object" with weight 2.0, the rest of them and every other
+#   layer's unmatched predictions with 0.25 (the paper's 0.1 left over 1000
+#   duplicate pairs here). Full runs with 10 queries: 0.25 + 1.0 on every
+#   layer AP 0.559 / AP50 0.889, 38 images with a duplicate; 0.25 + 2.0 on
+#   every layer 0.541 / 0.879, 15; 0.25 + 2.0 on the last layer (this)
+#   0.544 / 0.871, 4 (docs/demo.md);
 # - no query groups: Group DETR (DETRHead(num_query_groups=11)) converges
-#   faster per iteration here, but a step costs 1.9x as much in this small
+#   faster per iteration, but a step costs 1.9x as much in this small
 #   model, and at the same training time plain DETR ends higher (val AP
 #   0.483 vs 0.410);
 # - 3600 generated training images instead of 1000 (more variety for the
@@ -34,7 +34,9 @@
 #   from 160 x 160 input; stride 32 gave 5 x 5 and 0.63 instead of 0.79
 #   AP50 after 24 epochs);
 # - a 128-d transformer with 2 encoder and 3 decoder layers, no dropout,
-#   20 queries (at most 6 objects per image);
+#   10 queries (at most 6 objects per image; 20 queries converged slower
+#   and left more duplicates: AP 0.558 / AP50 0.881, 52 images with a
+#   duplicate against 0.559 / 0.889, 38 with 10, same recipe);
 # - lr 2e-4 with a 200-iteration warm-up and a drop after 80% of training:
 #   most of the AP comes after the drop.
 _base_ = './detr_r50_8x2_150e_coco.py'
@@ -60,7 +62,7 @@ model = dict(
     bbox_head=dict(
         num_classes=len(classes),
         in_channels=128,  # base_channels * 4 at stage 3
-        num_query=20,
+        num_query=10,
         transformer=dict(
             embed_dims=128,
             num_heads=8,
@@ -70,10 +72,12 @@ model = dict(
             dropout=0.0),
         positional_encoding=dict(num_feats=64),
         loss_cls=dict(bg_cls_weight=0.25),
-        # training only: unmatched predictions on an object (IoU > 0.5) are
-        # pushed to no-object with this weight instead (duplicate_weight.py)
-        duplicate_cls_weight=1.0,
-        duplicate_iou_thr=0.5),
+        # training only: the last decoder layer's unmatched predictions on
+        # an object (IoU > 0.5) are pushed to no-object with this weight
+        # instead (duplicate_weight.py)
+        duplicate_cls_weight=2.0,
+        duplicate_iou_thr=0.5,
+        duplicate_weight_layers='last'),
     # training only (Co-DETR's auxiliary one-to-many head): an FCOS head on
     # the encoder output; inference never runs it, and checkpoints load into
     # plain DETR without it (mmdetr/models/aux_dense_head.py)
@@ -100,7 +104,7 @@ model = dict(
         loss_centerness=dict(
             type='mmdet.CrossEntropyLoss', use_sigmoid=True,
             loss_weight=1.0)),
-    test_cfg=dict(max_per_img=20))
+    test_cfg=dict(max_per_img=10))
 
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),

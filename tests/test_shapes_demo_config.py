@@ -55,14 +55,17 @@ def test_data_is_what_the_generator_writes():
 
 def test_demo_recipe_is_detr_with_training_only_extras():
     """The demo trains DETR with an auxiliary FCOS head on the encoder
-    output (training only), no-object weight 0.25 and 1.0 for would-be
-    duplicates, without query groups
+    output (training only), no-object weight 0.25 and 2.0 for the last
+    decoder layer's would-be duplicates, without query groups
     (measured slower at the same training time here, docs/demo.md); the
     COCO recipe keeps DETR's 0.1, no groups and no auxiliary head."""
     cfg = Config.fromfile(CONFIG)
     assert cfg.model.bbox_head.get('num_query_groups', 1) == 1
     assert cfg.model.bbox_head.loss_cls.bg_cls_weight == 0.25
-    assert cfg.model.bbox_head.duplicate_cls_weight == 1.0
+    assert cfg.model.bbox_head.duplicate_cls_weight == 2.0
+    assert cfg.model.bbox_head.duplicate_weight_layers == 'last'
+    # DETR returns one detection per query: no more than there are
+    assert cfg.model.test_cfg.max_per_img == cfg.model.bbox_head.num_query
     aux = cfg.model.aux_head
     assert aux.type == 'mmdet.FCOSHead'
     assert aux.in_channels == cfg.model.bbox_head.transformer.embed_dims
