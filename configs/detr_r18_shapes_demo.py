@@ -14,10 +14,11 @@
 #   its unmatched predictions whose box overlaps an object (IoU > 0.5)
 #   learn "no object" with weight 2.0, the rest of them and every other
 #   layer's unmatched predictions with 0.25 (the paper's 0.1 left over 1000
-#   duplicate pairs here). Full runs with 10 queries: 0.25 + 1.0 on every
-#   layer AP 0.559 / AP50 0.889, 38 images with a duplicate; 0.25 + 2.0 on
-#   every layer 0.541 / 0.879, 15; 0.25 + 2.0 on the last layer (this)
-#   0.544 / 0.871, 4 (docs/demo.md);
+#   duplicate pairs here). Full runs with 10 queries at one thread: 0.25 +
+#   1.0 on every layer AP 0.559 / AP50 0.889, 38 images with a duplicate;
+#   0.25 + 2.0 on every layer 0.541 / 0.879, 15; 0.25 + 2.0 on the last
+#   layer (this) 0.544 / 0.871, 4; its `make demo` (2 threads) 0.557 /
+#   0.886, 10 (docs/demo.md);
 # - no query groups: Group DETR (DETRHead(num_query_groups=11)) converges
 #   faster per iteration, but a step costs 1.9x as much in this small
 #   model, and at the same training time plain DETR ends higher (val AP
