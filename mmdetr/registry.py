@@ -11,19 +11,65 @@ parent.
 
 Every runner registry has an mmdetr child so that ``default_scope='mmdetr'``
 works as well as mmdet's default scope.
+
+Config adapters (:func:`register_config_adapter`) let a component config
+written in another form, e.g. mmdet 2.x's ``HungarianAssigner(cls_cost=...)``,
+build the class that accepts that form, before mmdetr's registries build
+it. :mod:`mmdetr.compat` registers them; the core classes only know their
+own form.
 """
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Dict, Iterator, List, Optional
 
 from mmdet import registry as mmdet_registry
 from mmengine.registry import Registry
 
-_LOCATIONS = ['mmdetr.models']
+_LOCATIONS = ['mmdetr.models', 'mmdetr.extras']
+
+#: type name -> adapters, each ``adapter(cfg) -> cfg or None`` (None: not
+#: its form)
+_CONFIG_ADAPTERS: Dict[str, List[Callable[[dict], Optional[dict]]]] = {}
+
+
+def register_config_adapter(type_name: str,
+                            adapter: Callable[[dict], Optional[dict]]
+                            ) -> None:
+    """Have configs of ``type_name`` (``'X'`` or ``'mmdetr.X'``) pass
+    through ``adapter`` before mmdetr's registries build them; it returns a
+    new config (its ``type`` may be a class) or None to leave it as is."""
+    adapters = _CONFIG_ADAPTERS.setdefault(type_name, [])
+    if adapter not in adapters:
+        adapters.append(adapter)
+
+
+def adapt_config(cfg):
+    """``cfg`` after the first config adapter of its type that takes it."""
+    kind = cfg.get('type') if isinstance(cfg, dict) else None
+    if not isinstance(kind, str) or kind.split('.')[0] not in (
+            kind, 'mmdetr'):
+        return cfg  # a class, or another scope's name ('mmdet.X')
+    for adapter in _CONFIG_ADAPTERS.get(kind.split('.')[-1], ()):
+        adapted = adapter(cfg)
+        if adapted is not None:
+            return adapted
+    return cfg
+
+
+def _adapting(build_func):
+
+    def build(cfg, *args, **kwargs):
+        return build_func(adapt_config(cfg), *args, **kwargs)
+
+    return build
 
 
 def _child(parent: Registry, locations=None) -> Registry:
     return Registry(
-        parent.name, parent=parent, scope='mmdetr', locations=locations or [])
+        parent.name,
+        parent=parent,
+        scope='mmdetr',
+        locations=locations or [],
+        build_func=_adapting(parent.build_func))
 
 
 # Registries mmdetr registers into.

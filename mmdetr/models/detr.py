@@ -1,24 +1,30 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 """The DETR detector: backbone -> DETRHead."""
-from collections import OrderedDict
-from contextlib import nullcontext
 from typing import Dict, List, Optional, Tuple
 
 import torch
-import torch.distributed as dist
 from mmdet.models.detectors.base import BaseDetector
-from mmengine.logging import MessageHub
 from torch import Tensor
 
-from mmdetr.models.aux_dense_head import (AUX_HEAD_PREFIX, aux_head_losses,
-                                           check_aux_head, encoder_memory)
 from mmdetr.models.frozen_batch_norm import (fold_frozen_batch_norms,
                                               freeze_batch_norms,
                                               frozen_norm_slots,
                                               restore_frozen_batch_norms)
 from mmdetr.registry import MODELS, build_model
-from mmdetr.utils.host_sync import to_host
-from mmdetr.utils.pending_grad_norm import pop_pending_grad_norm
+
+#: State-dict key prefixes (relative to the detector) of parameters that
+#: only training extras have (an auxiliary head, extra query groups); a
+#: model built without them skips these keys when it loads a checkpoint.
+#: The extras add theirs (:func:`register_training_only`).
+TRAINING_ONLY_PREFIXES: List[str] = []
+
+
+def register_training_only(prefix: str) -> None:
+    """Declare the state-dict keys under ``prefix`` (e.g. ``'aux_head.'``)
+    training-only: inference never reads them, and a model without them
+    loads a checkpoint that has them."""
+    if prefix not in TRAINING_ONLY_PREFIXES:
+        TRAINING_ONLY_PREFIXES.append(prefix)
 
 
 @MODELS.register_module()
@@ -30,6 +36,12 @@ class DETR(BaseDetector):
     predictors. Works with mmdet 3.x data samples and
     ``DetDataPreprocessor``, in the runner's ``loss``, ``predict`` and
     ``tensor`` modes.
+
+    Both ``loss`` and ``predict`` go through :meth:`forward_outputs`, which
+    returns everything the network computed (backbone features, encoder
+    memory, padding mask, decoder states, predictions): a subclass that
+    adds a head or a loss reads what it needs there
+    (:meth:`loss_by_outputs`, :meth:`predict_by_outputs`).
 
     Two choices of how, not what, the backbone computes:
 
@@ -62,20 +74,8 @@ class DETR(BaseDetector):
             into the convolutions before them (same outputs up to float
             rounding; forward hooks on those convolutions then see the
             normalised output). Defaults to True.
-        aux_head (dict, optional): A training-only mmdet dense head (e.g.
-            ``mmdet.FCOSHead`` with ``in_channels`` = the transformer's
-            ``embed_dims``) trained on the encoder output, as Co-DETR's
-            auxiliary heads (:mod:`mmdetr.models.aux_dense_head`). Inference
-            never runs it. Defaults to None (off).
-        aux_loss_weight (float): Scale of the auxiliary head's losses.
-            Defaults to 1.0.
         init_cfg (dict, optional): Defaults to None.
     """
-
-    #: set by :class:`~mmdetr.engine.SkipNonFiniteAmpOptimWrapper`: a
-    #: non-finite loss goes on to the loss scaler, which skips the step,
-    #: instead of stopping training here
-    skip_nonfinite_loss = False
 
     def __init__(self,
                  backbone: dict,
@@ -86,8 +86,6 @@ class DETR(BaseDetector):
                  data_preprocessor: Optional[dict] = None,
                  channels_last: bool = True,
                  fold_frozen_bn: bool = True,
-                 aux_head: Optional[dict] = None,
-                 aux_loss_weight: float = 1.0,
                  init_cfg=None) -> None:
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -114,11 +112,6 @@ class DETR(BaseDetector):
         if test_cfg is not None:
             bbox_head['test_cfg'] = test_cfg
         self.bbox_head = build_model(bbox_head)
-        self.aux_head = build_model(aux_head) if aux_head else None
-        if self.aux_head is not None:
-            check_aux_head(self.aux_head, self.bbox_head.transformer.embed_dims,
-                           aux_loss_weight)
-        self.aux_loss_weight = aux_loss_weight
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
 
@@ -140,6 +133,26 @@ class DETR(BaseDetector):
     def _img_metas(batch_data_samples) -> List[dict]:
         return [data_sample.metainfo for data_sample in batch_data_samples]
 
+    def forward_outputs(self, batch_inputs: Tensor,
+                        img_metas: List[dict]) -> Dict[str, Tensor]:
+        """Backbone, then the head on the last feature map.
+
+        Args:
+            batch_inputs (Tensor): Padded images, has shape (bs, 3, H, W).
+            img_metas (list[dict]): Per image, ``img_shape`` and
+                ``batch_input_shape``.
+
+        Returns:
+            dict: ``feats``, the tuple of backbone (and neck) feature maps,
+            and what :meth:`DETRHead.forward_outputs` returns for the last
+            one: ``proj_feat``, ``memory_mask``, ``pos_embed``, ``memory``,
+            ``hidden_states``, ``cls_scores``, ``bbox_preds``.
+        """
+        feats = self.extract_feat(batch_inputs)
+        outputs = self.bbox_head.forward_outputs(feats[-1], img_metas)
+        outputs['feats'] = feats
+        return outputs
+
     def loss(self, batch_inputs: Tensor, batch_data_samples) -> dict:
         """Losses of a batch.
 
@@ -153,30 +166,16 @@ class DETR(BaseDetector):
             dict[str, Tensor]: see :meth:`DETRHead.loss`.
         """
         img_metas = self._img_metas(batch_data_samples)
-        feats = self.extract_feat(batch_inputs)
-        gt_bboxes = [ds.gt_instances.bboxes for ds in batch_data_samples]
-        gt_labels = [ds.gt_instances.labels for ds in batch_data_samples]
-        # the auxiliary head (if any) reads the encoder memory of this pass
-        capture = nullcontext([]) if self.aux_head is None else \
-            encoder_memory(self.bbox_head.transformer)
-        with capture as memories:
-            outs = self.bbox_head(feats, img_metas)
-        losses = self.bbox_head.loss(*outs, gt_bboxes, gt_labels, img_metas)
-        if self.aux_head is not None:
-            losses.update(
-                aux_head_losses(self.aux_head, memories, batch_data_samples,
-                                self.aux_loss_weight))
-        return losses
+        outputs = self.forward_outputs(batch_inputs, img_metas)
+        return self.loss_by_outputs(outputs, batch_data_samples, img_metas)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # a checkpoint trained with an auxiliary head loads into a model
-        # without one (a test, deployment or fine-tuning config): inference
-        # never reads it
-        if self.aux_head is None:
-            for key in [k for k in state_dict
-                        if k.startswith(prefix + AUX_HEAD_PREFIX)]:
-                state_dict.pop(key)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+    def loss_by_outputs(self, outputs: Dict[str, Tensor], batch_data_samples,
+                        img_metas: List[dict]) -> Dict[str, Tensor]:
+        """The set loss of :meth:`forward_outputs`' predictions."""
+        return self.bbox_head.loss(
+            [outputs['cls_scores']], [outputs['bbox_preds']],
+            [ds.gt_instances.bboxes for ds in batch_data_samples],
+            [ds.gt_instances.labels for ds in batch_data_samples], img_metas)
 
     def predict(self,
                 batch_inputs: Tensor,
@@ -191,79 +190,17 @@ class DETR(BaseDetector):
         """
         with torch.inference_mode():
             img_metas = self._img_metas(batch_data_samples)
-            outs = self.bbox_head(self.extract_feat(batch_inputs), img_metas)
-            results = self.bbox_head.predict_by_feat(
-                *outs, img_metas, rescale=rescale)
+            outputs = self.forward_outputs(batch_inputs, img_metas)
+            results = self.predict_by_outputs(outputs, img_metas, rescale)
         return self.add_pred_to_datasample(batch_data_samples, results)
 
-    def parse_losses(self, losses: Dict[str, Tensor]):
-        """Sum the losses as mmengine does, but stop on a non-finite one.
-
-        Runs before ``backward`` and the optimizer step, so a NaN/inf loss
-        never reaches the weights (nor, therefore, any checkpoint). In
-        distributed training every rank learns of it, so none is left
-        waiting in an all-reduce.
-
-        The logged values and the non-finite flag reach the host in one
-        copy (mmengine's logging would read every value on its own, each a
-        wait for the device): the returned ``log_vars`` hold Python floats.
-        The same copy carries the previous step's clipped-gradient norm
-        when :class:`~mmdetr.engine.DeferredGradNormOptimWrapper` (or the
-        AMP wrapper) left one, and logs it as ``train/grad_norm``: one
-        iteration late, but without a wait of its own.
-
-        Returns:
-            tuple[Tensor, dict[str, float]]: the loss to optimise and the
-            values to log.
-
-        Under mixed precision with
-        :class:`~mmdetr.engine.SkipNonFiniteAmpOptimWrapper`, a non-finite
-        loss is left to the loss scaler, which skips the step.
-
-        Raises:
-            FloatingPointError: naming the iteration and the loss keys.
-        """
-        loss, log_vars = super().parse_losses(losses)
-        # loss terms first: only they stop training (other logged values
-        # may legitimately be inf); the split is known on the host
-        keys = [k for k in log_vars if 'loss' in k]
-        num_losses = len(keys)
-        keys += [k for k in log_vars if 'loss' not in k]
-        values = torch.stack([
-            torch.as_tensor(log_vars[k]).detach().float().reshape(())
-            for k in keys
-        ])
-        bad = ~torch.isfinite(values[:num_losses])
-        flag = bad.any().float().reshape(1)
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        # the previous step's gradient norm, left on the device unread
-        pending = pop_pending_grad_norm()
-        norm = [] if pending is None else \
-            [pending[1].float().reshape(1).to(values.device)]
-        # the one copy: values, which loss terms are bad, the pending norm,
-        # any rank's flag
-        host = to_host(torch.cat([values, bad.float(), *norm, flag])).tolist()
-        if pending is not None:
-            MessageHub.get_current_instance().update_scalar(
-                f'train/{pending[0]}', host[-2])
-        log_vars = OrderedDict(
-            (k, host[keys.index(k)]) for k in log_vars)
-        if host[-1] > 0 and not self.skip_nonfinite_loss:
-            it = MessageHub.get_current_instance().get_info('iter')
-            where = f'iteration {it + 1}' if it is not None else 'this step'
-            named = [
-                f'{k}={log_vars[k]}'
-                for k, b in zip(keys, host[len(keys):len(keys) + num_losses])
-                if b > 0 and k != 'loss'  # the total is bad with any term
-            ]
-            raise FloatingPointError(
-                f'non-finite loss at {where}: '
-                + (', '.join(named) or 'on another rank')
-                + '. Training stopped before the optimizer step; the last '
-                'checkpoint is intact: fix the cause (lr, data, AMP) and '
-                'continue with tools/train.py ... --resume')
-        return loss, log_vars
+    def predict_by_outputs(self, outputs: Dict[str, Tensor],
+                           img_metas: List[dict], rescale: bool) -> list:
+        """Detections (``InstanceData`` per image) from the last decoder
+        layer of :meth:`forward_outputs`."""
+        return self.bbox_head.predict_by_feat(
+            [outputs['cls_scores']], [outputs['bbox_preds']], img_metas,
+            rescale=rescale)
 
     def _forward(self, batch_inputs: Tensor, batch_data_samples=None):
         """Raw head outputs: per level, all-layer class scores and boxes."""
@@ -272,3 +209,15 @@ class DETR(BaseDetector):
                              'batch_input_shape) to build its padding mask')
         img_metas = self._img_metas(batch_data_samples)
         return self.bbox_head(self.extract_feat(batch_inputs), img_metas)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a checkpoint trained with training-only parts (an auxiliary head,
+        # extra query groups) loads into a model without them, e.g. a test,
+        # deployment or fine-tuning config: inference never reads them
+        own = self.state_dict(keep_vars=True).keys()
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            name = key[len(prefix):]
+            if name not in own and any(
+                    name.startswith(p) for p in TRAINING_ONLY_PREFIXES):
+                state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

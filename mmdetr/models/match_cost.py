@@ -17,37 +17,14 @@ predictions (num_layers, bs, num_preds, ...) against ground truths padded to
 batch, and one image is the case without batch dimensions. The formula of
 each cost is its ``compute``.
 """
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 from mmdet.structures.bbox import bbox_overlaps, bbox_xyxy_to_cxcywh
 from torch import Tensor
 
-from mmdetr.compat.mmdet2_costs import mmdet2_cost_call
+from mmdetr.models.set_criterion import image_size_factors
 from mmdetr.registry import TASK_UTILS
-
-
-def image_size_factors(img_metas: Sequence[dict], like: Tensor) -> Tensor:
-    """(w, h, w, h) of each ``img_meta['img_shape']``: the factor from
-    normalised to absolute box coordinates.
-
-    Filled in place with Python numbers, which travel to the device as
-    kernel arguments: unlike ``new_tensor(list)`` no host-to-device copy,
-    which on a GPU would make the host wait.
-
-    Args:
-        img_metas (list[dict]): Per image, with ``img_shape`` (h, w).
-        like (Tensor): Gives dtype and device.
-
-    Returns:
-        Tensor: has shape (num_images, 4).
-    """
-    factors = like.new_empty((len(img_metas), 4))
-    for i, img_meta in enumerate(img_metas):
-        img_h, img_w = img_meta['img_shape'][:2]
-        factors[i, 0::2] = img_w
-        factors[i, 1::2] = img_h
-    return factors
 
 
 class BaseMatchCost:
@@ -62,14 +39,7 @@ class BaseMatchCost:
 
     def __call__(self, pred_instances, gt_instances,
                  img_meta: Optional[dict] = None) -> Tensor:
-        """Cost of one image, shape (num_preds, num_gts).
-
-        Called with two tensors it is mmdet 2.x's call, e.g.
-        ``ClassificationCost()(cls_pred, gt_labels)``, answered with 2.x's
-        numbers (:func:`~mmdetr.compat.mmdet2_cost_call`).
-        """
-        if isinstance(pred_instances, Tensor):
-            return mmdet2_cost_call(self, pred_instances, gt_instances)
+        """Cost of one image, shape (num_preds, num_gts)."""
         factor = None if img_meta is None else image_size_factors(
             [img_meta], gt_instances.bboxes)[0]
         return self.batched(pred_instances.scores, pred_instances.bboxes,

@@ -22,7 +22,6 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from mmdetr.models.attention import multi_head_attention
-from mmdetr.models.query_groups import within_groups
 from mmdetr.registry import MODELS
 
 _ACTIVATIONS = {'relu': F.relu, 'gelu': F.gelu}
@@ -137,13 +136,9 @@ class DetrTransformerDecoderLayer(BaseModule, _FFNMixin):
         self.dropout3 = nn.Dropout(dropout)
         self.normalize_before = normalize_before
 
-    def forward(self,
-                tgt: Tensor,
-                memory: Tensor,
-                memory_with_pos: Tensor,
+    def forward(self, tgt: Tensor, memory: Tensor, memory_with_pos: Tensor,
                 query_pos: Tensor,
-                memory_key_padding_mask: Optional[Tensor],
-                num_groups: int = 1) -> Tensor:
+                memory_key_padding_mask: Optional[Tensor]) -> Tensor:
         """
         Args:
             tgt (Tensor): Decoder state, has shape (bs, num_queries, dims).
@@ -154,10 +149,6 @@ class DetrTransformerDecoderLayer(BaseModule, _FFNMixin):
                 (bs, num_queries, dims).
             memory_key_padding_mask (Tensor, optional): True at padded
                 pixels, has shape (bs, hw).
-            num_groups (int): The queries are this many equal, consecutive
-                groups that do not see each other in self-attention (Group
-                DETR's training; see :mod:`mmdetr.models.query_groups`).
-                Defaults to 1: every query sees every other.
 
         Returns:
             Tensor: has shape (bs, num_queries, dims).
@@ -165,10 +156,7 @@ class DetrTransformerDecoderLayer(BaseModule, _FFNMixin):
         pre = self.normalize_before
         x = self.norm1(tgt) if pre else tgt
         q = k = x + query_pos
-        tgt = tgt + self.dropout1(
-            within_groups(
-                lambda q, k, v: multi_head_attention(self.self_attn, q, k, v),
-                num_groups, q, k, x))
+        tgt = tgt + self.dropout1(self.self_attention(q, k, x))
         if not pre:
             tgt = self.norm1(tgt)
         x = self.norm2(tgt) if pre else tgt
@@ -183,6 +171,18 @@ class DetrTransformerDecoderLayer(BaseModule, _FFNMixin):
         if not pre:
             tgt = self.norm3(tgt)
         return tgt
+
+    def self_attention(self, query: Tensor, key: Tensor,
+                       value: Tensor) -> Tensor:
+        """Self-attention among the queries; every query sees every other.
+
+        Args:
+            query, key, value (Tensor): each (bs, num_queries, dims).
+
+        Returns:
+            Tensor: has shape (bs, num_queries, dims).
+        """
+        return multi_head_attention(self.self_attn, query, key, value)
 
 
 @MODELS.register_module()
@@ -209,6 +209,9 @@ class DetrTransformer(BaseModule):
             Xavier-uniform initialisation of every weight matrix.
     """
 
+    #: the class of the decoder layers (a subclass may swap it)
+    decoder_layer_type = DetrTransformerDecoderLayer
+
     def __init__(self,
                  embed_dims: int = 256,
                  num_heads: int = 8,
@@ -234,7 +237,7 @@ class DetrTransformer(BaseModule):
         self.encoder_norm = nn.LayerNorm(
             embed_dims) if normalize_before else None
         self.decoder_layers = nn.ModuleList(
-            DetrTransformerDecoderLayer(**layer_args)
+            self.decoder_layer_type(**layer_args)
             for _ in range(num_decoder_layers))
         self.decoder_norm = nn.LayerNorm(embed_dims)
         self.embed_dims = embed_dims
@@ -259,34 +262,26 @@ class DetrTransformer(BaseModule):
             src = self.encoder_norm(src)
         return src
 
-    def decode(self,
-               memory: Tensor,
-               pos: Tensor,
-               mask: Optional[Tensor],
-               query_pos: Tensor,
-               num_groups: int = 1) -> Tensor:
-        """Run the decoder; returns (num_out_layers, bs, num_queries, dims).
+    def decode(self, memory: Tensor, pos: Tensor, mask: Optional[Tensor],
+               query_pos: Tensor) -> Tensor:
+        """Run the decoder on the encoder memory (bs, hw, dims).
 
-        ``num_groups`` as :meth:`DetrTransformerDecoderLayer.forward`.
+        Returns:
+            Tensor: (num_out_layers, bs, num_queries, dims).
         """
         memory_with_pos = memory + pos
         tgt = torch.zeros_like(query_pos)
         outputs = []
         for layer in self.decoder_layers:
-            tgt = layer(tgt, memory, memory_with_pos, query_pos, mask,
-                        num_groups)
+            tgt = layer(tgt, memory, memory_with_pos, query_pos, mask)
             if self.return_intermediate:
                 outputs.append(self.decoder_norm(tgt))
         if not self.return_intermediate:
             outputs.append(self.decoder_norm(tgt))
         return torch.stack(outputs)
 
-    def forward(self,
-                x: Tensor,
-                mask: Tensor,
-                query_embed: Tensor,
-                pos_embed: Tensor,
-                num_groups: int = 1) -> Tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, mask: Tensor, query_embed: Tensor,
+                pos_embed: Tensor) -> Tuple[Tensor, Tensor]:
         """
         Args:
             x (Tensor): Projected features, has shape (bs, dims, h, w).
@@ -295,9 +290,6 @@ class DetrTransformer(BaseModule):
                 (num_queries, dims).
             pos_embed (Tensor): Positional encoding, has shape
                 (bs, dims, h, w).
-            num_groups (int): Query groups that do not attend to each other
-                in the decoder's self-attention (training with
-                ``DETRHead(num_query_groups=K)``). Defaults to 1.
 
         Returns:
             tuple[Tensor, Tensor]:
@@ -312,5 +304,5 @@ class DetrTransformer(BaseModule):
         key_mask = mask.flatten(1)
         query_pos = query_embed.unsqueeze(0).expand(bs, -1, -1)
         memory = self.encode(src, pos, key_mask)
-        out_dec = self.decode(memory, pos, key_mask, query_pos, num_groups)
+        out_dec = self.decode(memory, pos, key_mask, query_pos)
         return out_dec, memory.transpose(1, 2).reshape(bs, c, h, w)
