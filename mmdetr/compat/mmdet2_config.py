@@ -16,17 +16,15 @@ mmdet 2.x described DETR's transformer with mmcv 1.x building blocks::
          decoder=dict(type='DetrTransformerDecoder',
                       return_intermediate=True, ...))
 
-and its ``HungarianAssigner`` with ``cls_cost`` / ``reg_cost`` /
-``iou_cost``. :func:`translate_transformer` turns the first into the keyword
-arguments of :class:`~mmdetr.models.DetrTransformer` (the same network, the
-same outputs for the same weights); :func:`translate_assigner_costs` turns
-the second into ``match_costs``. What mmdetr cannot express (another
+:func:`translate_transformer` turns it into the keyword arguments of
+:class:`~mmdetr.models.DetrTransformer` (the same network, the same outputs
+for the same weights). What mmdetr cannot express (another
 operation order, another attention, two different dropout rates ...) raises
 :class:`Mmdet2ConfigError` naming the field and the value: a 2.x config never
 silently builds a different network.
 """
 import copy
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 # mmcv 1.x BaseTransformerLayer's FFN when no ffn_cfgs is given
 _MMCV_DEFAULT_FFN = dict(
@@ -337,26 +335,3 @@ def translate_transformer(cfg: dict) -> Dict[str, Any]:
         num_decoder_layers=num_dec,
         return_intermediate=bool(return_intermediate),
         **dec)
-
-
-# mmdet 2.x HungarianAssigner defaults
-MMDET2_ASSIGNER_DEFAULTS = dict(
-    cls_cost=dict(type='ClassificationCost', weight=1.),
-    reg_cost=dict(type='BBoxL1Cost', weight=1.0),
-    iou_cost=dict(type='IoUCost', iou_mode='giou', weight=1.0))
-
-
-def translate_assigner_costs(cls_cost: Optional[dict] = None,
-                             reg_cost: Optional[dict] = None,
-                             iou_cost: Optional[dict] = None) -> List[dict]:
-    """``match_costs`` for mmdet 2.x's ``HungarianAssigner(cls_cost=,
-    reg_cost=, iou_cost=)``; a missing cost takes 2.x's default.
-
-    The order (classification, L1, IoU) is 2.x's, so the assigner's
-    ``cls_cost`` / ``reg_cost`` / ``iou_cost`` are ``match_costs[0..2]``.
-    """
-    given = dict(cls_cost=cls_cost, reg_cost=reg_cost, iou_cost=iou_cost)
-    return [
-        copy.deepcopy(MMDET2_ASSIGNER_DEFAULTS[k] if v is None else v)
-        for k, v in given.items()
-    ]

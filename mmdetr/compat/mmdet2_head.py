@@ -1,18 +1,35 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
-"""mmdet 2.x's DETRHead methods: ``forward_train``, ``get_bboxes`` (tuples),
-``simple_test_bboxes`` and ``simple_test``, with img_metas as 2.x wrote them.
+"""mmdet 2.x's DETRHead: mmdetr's head with 2.x's methods and arguments.
 
-:class:`Mmdet2HeadMixin` is mixed into :class:`~mmdetr.models.DETRHead`;
-it only relies on the head's ``forward``, ``loss`` and ``predict_by_feat``
-(the 3.x method returning ``InstanceData``), so code and subclasses written
-for 2.x run on the same weights as mmdetr's runner path.
+:class:`DETRHead` here is :class:`mmdetr.models.DETRHead` plus
+``forward_train``, ``get_bboxes`` (tuples), ``simple_test_bboxes``,
+``simple_test``, ``get_targets`` and ``_get_target_single`` as 2.x had
+them, with img_metas as 2.x wrote them, 2.x's default assigner, and a
+``type`` key accepted (``DETRHead(**cfg)``). The network, its weights and
+the 3.x methods are the core head's; a head config whose ``transformer`` is
+2.x's ``Transformer`` spec builds this class (:func:`register_adapters`).
 """
 import numbers
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
 from torch import Tensor
+
+from mmdetr.models import detr_head
+from mmdetr.models.set_criterion import pad_ground_truths
+from mmdetr.registry import register_config_adapter
+
+from .mmdet2_config import is_mmdet2_transformer, translate_transformer
+
+#: mmdet 2.x DETRHead's default train_cfg
+MMDET2_TRAIN_CFG = dict(
+    assigner=dict(
+        type='HungarianAssigner',
+        cls_cost=dict(type='ClassificationCost', weight=1.),
+        reg_cost=dict(type='BBoxL1Cost', weight=5.0),
+        iou_cost=dict(type='IoUCost', iou_mode='giou', weight=2.0)))
 
 
 def normalise_img_meta(img_meta: dict) -> dict:
@@ -60,8 +77,24 @@ def _require(img_metas: Sequence[dict], key: str, method: str) -> None:
                            f'given: {sorted(meta)})')
 
 
-class Mmdet2HeadMixin:
-    """mmdet 2.x DETRHead API on top of the head's 3.x-returning methods."""
+class DETRHead(detr_head.DETRHead):
+    """mmdetr's DETRHead with mmdet 2.x's methods (see the module
+    docstring).
+
+    Args:
+        train_cfg (dict): Defaults to 2.x's (``HungarianAssigner`` with
+            ``cls_cost``, ``reg_cost``, ``iou_cost``).
+        type (str, optional): Ignored, so that ``DETRHead(**cfg)`` takes a
+            config dict with its ``type`` key, as 2.x's head did.
+        **kwargs: :class:`mmdetr.models.DETRHead`'s.
+    """
+
+    def __init__(self,
+                 *args,
+                 train_cfg: Optional[dict] = MMDET2_TRAIN_CFG,
+                 type: Optional[str] = None,
+                 **kwargs) -> None:
+        super().__init__(*args, train_cfg=train_cfg, **kwargs)
 
     def forward_train(self,
                       x: Sequence[Tensor],
@@ -157,3 +190,114 @@ class Mmdet2HeadMixin:
                     rescale: bool = False) -> List[Tuple[Tensor, Tensor]]:
         """mmdet 2.x's dense-head test entry: :meth:`simple_test_bboxes`."""
         return self.simple_test_bboxes(feats, img_metas, rescale=rescale)
+
+    def get_targets(self,
+                    cls_scores_list: List[Tensor],
+                    bbox_preds_list: List[Tensor],
+                    gt_bboxes_list: List[Tensor],
+                    gt_labels_list: List[Tensor],
+                    img_metas: List[dict],
+                    gt_bboxes_ignore_list: Optional[list] = None) -> tuple:
+        """Dense targets of one decoder layer's predictions, as 2.x: the
+        batch matched in one pass (:meth:`SetCriterion.match`).
+
+        Args:
+            cls_scores_list (list[Tensor]): Per image, (num_query, C).
+            bbox_preds_list (list[Tensor]): Per image, (num_query, 4)
+                normalised (cx, cy, w, h).
+            gt_bboxes_list, gt_labels_list, img_metas: as :meth:`loss`.
+            gt_bboxes_ignore_list (None): Not supported; must be None.
+
+        Returns:
+            tuple: lists per image of labels (num_query, ) with
+            ``num_classes`` for "no object", label weights (num_query, ),
+            box targets (num_query, 4) normalised (cx, cy, w, h) and box
+            weights (num_query, 4); then the total numbers of matched and
+            unmatched predictions.
+        """
+        if gt_bboxes_ignore_list is not None:
+            raise NotImplementedError(
+                'DETRHead: gt_bboxes_ignore is not supported')
+        cls_scores = torch.stack(cls_scores_list)[None]
+        bbox_preds = torch.stack(bbox_preds_list)[None]
+        matches = self.criterion.match(cls_scores, bbox_preds,
+                                       gt_bboxes_list, gt_labels_list,
+                                       img_metas)
+        labels = matches.labels[0]
+        pos = matches.gt_inds[0] > 0  # (bs, num_query)
+        label_weights = self.label_weights(bbox_preds[0], matches)
+        if label_weights is None:
+            label_weights = bbox_preds.new_ones(pos.numel())
+        label_weights = label_weights.reshape(pos.shape)
+        bbox_weights = pos[..., None].expand(*pos.shape, 4).to(
+            bbox_preds.dtype)
+        bbox_targets = torch.zeros_like(bbox_preds[0])
+        _, gt_bboxes = pad_ground_truths(gt_labels_list, gt_bboxes_list,
+                                         bbox_preds.dtype)
+        if gt_bboxes.shape[1] > 0:
+            # each prediction's ground truth (the first one for the
+            # unmatched, zeroed by the weights)
+            index = (matches.gt_inds[0] - 1).clamp(min=0)
+            boxes = gt_bboxes.gather(1, index[..., None].expand(
+                *index.shape, 4))
+            bbox_targets = bbox_xyxy_to_cxcywh(
+                boxes / matches.factors[:, None]) * bbox_weights
+        num_total_pos = matches.num_pos[0]
+        num_total_neg = pos.numel() - num_total_pos
+        return (list(labels), list(label_weights), list(bbox_targets),
+                list(bbox_weights), num_total_pos, num_total_neg)
+
+    def _get_target_single(self,
+                           cls_score: Tensor,
+                           bbox_pred: Tensor,
+                           gt_bboxes: Tensor,
+                           gt_labels: Tensor,
+                           img_meta: dict,
+                           gt_bboxes_ignore: Optional[Tensor] = None) -> tuple:
+        """Match one image and build its targets, as 2.x:
+        :meth:`get_targets` on a batch of one image.
+
+        Args:
+            cls_score (Tensor): has shape (num_query, cls_out_channels).
+            bbox_pred (Tensor): Normalised (cx, cy, w, h), (num_query, 4).
+            gt_bboxes (Tensor): Absolute (x1, y1, x2, y2), (num_gts, 4).
+            gt_labels (Tensor): has shape (num_gts, ).
+            img_meta (dict): Has ``img_shape``.
+            gt_bboxes_ignore (None): Not supported; must be None.
+
+        Returns:
+            tuple: labels (num_query, ) with ``num_classes`` for "no
+            object", label_weights (num_query, ), bbox_targets
+            (num_query, 4) normalised (cx, cy, w, h), bbox_weights
+            (num_query, 4), pos_inds, neg_inds.
+        """
+        (labels, label_weights, bbox_targets, bbox_weights, _,
+         _) = self.get_targets([cls_score], [bbox_pred], [gt_bboxes],
+                               [gt_labels], [img_meta],
+                               None if gt_bboxes_ignore is None else
+                               [gt_bboxes_ignore])
+        pos = bbox_weights[0][:, 0] > 0
+        pos_inds = torch.nonzero(pos, as_tuple=False).squeeze(-1)
+        neg_inds = torch.nonzero(~pos, as_tuple=False).squeeze(-1)
+        return (labels[0], label_weights[0], bbox_targets[0], bbox_weights[0],
+                pos_inds, neg_inds)
+
+
+def _mmdet2_head(cfg: dict) -> Optional[dict]:
+    """A ``DETRHead`` config with 2.x's transformer spec builds the class
+    above."""
+    if not is_mmdet2_transformer(cfg.get('transformer')):
+        return None
+    return dict(cfg, type=DETRHead)
+
+
+def _mmdet2_transformer(cfg: dict) -> Optional[dict]:
+    """2.x's ``Transformer`` spec builds ``DetrTransformer``."""
+    return translate_transformer(cfg) if is_mmdet2_transformer(cfg) else None
+
+
+def register_adapters() -> None:
+    """Have mmdetr's registries build 2.x head configs as
+    :class:`DETRHead` and 2.x ``Transformer`` specs as ``DetrTransformer``."""
+    register_config_adapter('DETRHead', _mmdet2_head)
+    register_config_adapter('Transformer', _mmdet2_transformer)
