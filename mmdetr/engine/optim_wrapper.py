@@ -1,10 +1,7 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 """Mixed-precision training that skips a non-finite step, as GradScaler
 means it to, and stops only when non-finite steps persist."""
-from contextlib import contextmanager
-
 from mmengine.logging import MMLogger
-from mmengine.model import is_model_wrapper
 from mmengine.optim import AmpOptimWrapper
 
 from mmdetr.registry import OPTIM_WRAPPERS
@@ -77,18 +74,13 @@ class SkipNonFiniteAmpOptimWrapper(DeferredGradNormMixin, AmpOptimWrapper):
             ``optimizer``, ``clip_grad`` ...).
     """
 
+    #: the scaler, not the loss readout, handles a non-finite loss
+    skip_nonfinite_loss = True
+
     def __init__(self, *args, max_consecutive_skips: int = 10,
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.skip_guard = ConsecutiveSkipGuard(max_consecutive_skips)
-
-    @contextmanager
-    def optim_context(self, model):
-        module = model.module if is_model_wrapper(model) else model
-        # the scaler, not the model, handles a non-finite loss
-        module.skip_nonfinite_loss = True
-        with super().optim_context(model):
-            yield
 
     def step(self, **kwargs) -> None:
         """As ``AmpOptimWrapper.step``, then record whether the scaler

@@ -8,17 +8,20 @@ device's queue: the host stops feeding kernels until the device catches up.
 A training step that does this dozens of times leaves the GPU idle between
 them, and under DDP every such wait lines up all ranks behind the slowest.
 
-Two kinds of events are counted:
+The counter wraps the code from outside; the code it counts does nothing
+for it. Two kinds of events are counted:
 
 - ops seen by a :class:`~torch.utils._python_dispatch.TorchDispatchMode`
   (:data:`SYNC_OPS`); they show on CPU tensors too, so a CPU test counts
-  what a GPU run would do;
-- explicit host <-> device copies made by mmdetr's code through
-  :func:`to_host` and :func:`to_device`. On a CPU-only machine these copies
-  are no-ops that no dispatch mode sees, so the code announces them itself.
-  :func:`to_host` blocks (the host needs the values); :func:`to_device`
-  copies host data from pinned memory without blocking on CUDA, so it is
-  counted apart (``copies``), not as a wait.
+  what a GPU run would do; on a GPU machine, copies between host and
+  device show as such ops too;
+- where no GPU is present, the points where tensor data crosses into or
+  out of host code, which no dispatch mode sees there because every tensor
+  already is on the host: ``Tensor.numpy()`` and ``Tensor.tolist()`` (the
+  host reads tensor data: a wait, ``'to_host'``) and ``torch.from_numpy``
+  (host data becomes a tensor: a copy to the device, which code can make
+  without a wait, counted apart as ``copies['to_device']``). While a
+  counter is active these three functions are wrapped.
 
 Usage::
 
@@ -32,7 +35,6 @@ import threading
 from collections import Counter
 from typing import Callable, Dict, List, Optional, Tuple
 
-import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -107,11 +109,12 @@ class HostSyncCounter(TorchDispatchMode):
 
     Attributes:
         counts (Counter): waits by kind: 'item', 'nonzero', 'unique',
-            'equal' (dispatch ops), 'copy' (a blocking copy between devices
-            that the code did not announce; visible on GPU machines) and
-            'to_host' (explicit blocking copies).
-        copies (Counter): non-blocking host-to-device copies
-            ('to_device', or 'copy' when not announced).
+            'equal' (dispatch ops), 'copy' (a blocking copy between devices,
+            on GPU machines) and 'to_host' (host reads of tensor data, on
+            machines without a GPU).
+        copies (Counter): copies to the device that need not wait:
+            'copy' (non-blocking, on GPU machines) or 'to_device' (host data
+            made a tensor, on machines without a GPU).
         events (list[tuple[str, str]]): (kind, 'file:line' of the first
             caller outside torch) of every counted wait and copy, in order,
             to find where they come from.
@@ -143,8 +146,7 @@ class HostSyncCounter(TorchDispatchMode):
         if kind is not None:
             self.record(kind)
         elif func.overloadpacket in (aten._to_copy, aten.copy_):
-            # a copy between devices that the code did not announce through
-            # to_host/to_device (visible on a GPU machine only)
+            # a copy between devices (visible on a GPU machine only)
             crossing = _device_crossing(func, args, kwargs or {})
             if crossing is not None:
                 self.record('copy', blocking=crossing)
@@ -152,6 +154,8 @@ class HostSyncCounter(TorchDispatchMode):
 
     def __enter__(self):
         with _lock:
+            if not _active:
+                _HostCrossings.install()
             _active.append(self)
         return super().__enter__()
 
@@ -159,6 +163,8 @@ class HostSyncCounter(TorchDispatchMode):
         with _lock:
             if self in _active:
                 _active.remove(self)
+            if not _active:
+                _HostCrossings.remove()
         return super().__exit__(*exc)
 
     def summary(self) -> Dict[str, int]:
@@ -185,65 +191,40 @@ def _device_crossing(func, args, kwargs) -> Optional[bool]:
     return dst.type == 'cpu' or not non_blocking
 
 
-def _record(kind: str, blocking: bool) -> None:
-    for counter in list(_active):
-        counter.record(kind, blocking)
+def _host_crossing(kind: str, blocking: bool, fn):
+    """``fn`` that records ``kind`` in the active counters when no GPU is
+    present (see the module docstring)."""
+
+    def wrapped(*args, **kwargs):
+        if not torch.cuda.is_available():
+            for counter in list(_active):
+                counter.record(kind, blocking)
+        return fn(*args, **kwargs)
+
+    return wrapped
 
 
-def to_host(tensor: torch.Tensor) -> np.ndarray:
-    """Copy ``tensor`` to a host numpy array: one counted, blocking wait.
+class _HostCrossings:
+    """Wraps ``Tensor.numpy``, ``Tensor.tolist`` and ``torch.from_numpy``
+    while the first counter is active."""
 
-    Args:
-        tensor (Tensor): Any shape; detached, its dtype kept.
-    """
-    _record('to_host', blocking=True)
-    tensor = tensor.detach()
-    # the dispatch mode would see a cross-device copy as well; announced
-    # above, so it is not counted twice
-    with _suspended():
-        return tensor.cpu().numpy()
+    originals = dict(numpy=torch.Tensor.numpy, tolist=torch.Tensor.tolist,
+                     from_numpy=torch.from_numpy)
 
+    @classmethod
+    def install(cls) -> None:
+        torch.Tensor.numpy = _host_crossing('to_host', True,
+                                            cls.originals['numpy'])
+        torch.Tensor.tolist = _host_crossing('to_host', True,
+                                             cls.originals['tolist'])
+        torch.from_numpy = _host_crossing('to_device', False,
+                                          cls.originals['from_numpy'])
 
-def to_device(array: np.ndarray, device) -> torch.Tensor:
-    """Copy host data to ``device`` without making the host wait.
-
-    On CUDA the data goes through pinned memory with ``non_blocking=True``:
-    the copy is queued behind the kernels already queued and the host goes
-    on (torch's pinned-memory allocator keeps the buffer alive until the
-    copy has run). Counted as a non-blocking copy.
-
-    Args:
-        array (np.ndarray): Host data.
-        device (torch.device | str): Target device.
-    """
-    _record('to_device', blocking=False)
-    device = torch.device(device)
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
-    if device.type == 'cpu':
-        return tensor
-    with _suspended():
-        if device.type == 'cuda':
-            tensor = tensor.pin_memory()
-        return tensor.to(device, non_blocking=True)
-
-
-class _suspended:
-    """Leave the innermost counters out while a copy announced by
-    :func:`to_host`/:func:`to_device` runs."""
-
-    def __enter__(self):
-        with _lock:
-            self.saved = list(_active)
-            _active.clear()
-        self.guards = [torch.utils._python_dispatch._disable_current_modes()]
-        self.guards[0].__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self.guards[0].__exit__(*exc)
-        with _lock:
-            _active.extend(self.saved)
-        return False
+    @classmethod
+    def remove(cls) -> None:
+        torch.Tensor.numpy = cls.originals['numpy']
+        torch.Tensor.tolist = cls.originals['tolist']
+        torch.from_numpy = cls.originals['from_numpy']
 
 
 def count_host_syncs(fn: Callable, *args, ignore=None, **kwargs):
