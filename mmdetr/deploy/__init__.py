@@ -12,7 +12,6 @@ _LAZY = {
     'export_onnx': 'export',
     'deploy_metadata': 'export',
     'check_exportable': 'export',
-    'feature_padding_mask': 'padding_mask',
     'compare_with_pytorch': 'verify',
     'ORTDetectionModel': 'ort_model',
 }

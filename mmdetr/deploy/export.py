@@ -24,11 +24,12 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
+from mmdetr.models.detr_head import top_detections
+from mmdetr.models.padding_mask import feature_padding_mask
+
 from .errors import ExportSettingError, require
-from .padding_mask import feature_padding_mask
 
 INPUT_NAMES = ('input', 'img_shape')
 OUTPUT_NAMES = ('dets', 'labels')
@@ -38,8 +39,7 @@ MIN_OPSET = 14
 DEFAULT_OPSET = 17
 METADATA_KEY = 'mmdetr'
 FORMAT = 'mmdetr-detr/1'
-_HEAD_PARTS = ('input_proj', 'positional_encoding', 'transformer',
-               'query_embedding', 'fc_cls', 'reg_ffn', 'fc_reg')
+_HEAD_PARTS = ('forward_transformer', 'predict_layers', 'num_detections')
 
 
 def check_exportable(detector: nn.Module,
@@ -69,7 +69,7 @@ def check_exportable(detector: nn.Module,
         raise ExportSettingError(
             f'model.bbox_head type {type(head).__name__} cannot be exported: '
             f'it has no {missing} (mmdetr.DETRHead has them)')
-    max_per_img = head.test_cfg.get('max_per_img', head.num_query)
+    max_per_img = head.num_detections()
     limit = head.num_query * head.num_classes if head.use_sigmoid else None
     if limit is not None and max_per_img > limit:
         raise ExportSettingError(
@@ -78,21 +78,15 @@ def check_exportable(detector: nn.Module,
             'scores to choose from')
 
 
-def num_detections(head: nn.Module) -> int:
-    """K, the detections per image the graph returns (as the head's
-    ``get_bboxes``)."""
-    max_per_img = head.test_cfg.get('max_per_img', head.num_query)
-    return max_per_img if head.use_sigmoid else min(max_per_img,
-                                                    head.num_query)
-
-
 class ExportableDETR(nn.Module):
     """mmdetr's DETR from padded batch to detections, tensors only.
 
     Computes what ``DETR.predict(rescale=False)`` computes on the same
-    padded batch, with the padding mask built by
-    :func:`feature_padding_mask` instead of a Python loop over the images'
-    meta, and no ``torch.inference_mode`` (which tracing cannot enter).
+    padded batch, with the head's own functions: the padding mask from each
+    image's valid size (:func:`~mmdetr.models.feature_padding_mask`), the
+    transformer step, the predictors and the post-processing
+    (:func:`~mmdetr.models.top_detections`); no ``torch.inference_mode``
+    (which tracing cannot enter).
 
     Args:
         detector (DETR): mmdetr's DETR, in eval mode.
@@ -102,7 +96,7 @@ class ExportableDETR(nn.Module):
         super().__init__()
         check_exportable(detector)
         self.detector = detector
-        self.num_dets = num_detections(detector.bbox_head)
+        self.num_dets = detector.bbox_head.num_detections()
 
     def forward(self, inputs: Tensor, img_shape: Tensor) -> Tuple[Tensor,
                                                                   Tensor]:
@@ -116,46 +110,19 @@ class ExportableDETR(nn.Module):
             score) in input pixels, and ``labels`` (N, K).
         """
         head = self.detector.bbox_head
-        # the head predicts from the last level (get_bboxes), DETR has one
+        # the head predicts from the last level, DETR has one
         feats = self.detector.extract_feat(inputs)[-1]
-        x = head.input_proj(feats)
-        mask = feature_padding_mask(img_shape, inputs, x)
-        pos_embed = head.positional_encoding(mask)
-        outs_dec, _ = head.transformer(x, mask, head.query_embedding.weight,
-                                       pos_embed)
-        last = outs_dec[-1]  # detections come from the last decoder layer
-        logits = head.fc_cls(last)
-        boxes = head.fc_reg(head.reg_ffn(last)).sigmoid()
-        return self.postprocess(logits, boxes, img_shape)
-
-    def postprocess(self, logits: Tensor, boxes: Tensor,
-                    img_shape: Tensor) -> Tuple[Tensor, Tensor]:
-        """Top-K detections per image, as ``DETRHead._get_bboxes_single``.
-
-        Args:
-            logits (Tensor): has shape (N, num_query, cls_out_channels).
-            boxes (Tensor): Normalised (cx, cy, w, h), (N, num_query, 4).
-            img_shape (Tensor): Valid (h, w) per image, has shape (N, 2).
-        """
-        head = self.detector.bbox_head
-        if head.use_sigmoid:
-            scores, index = logits.sigmoid().flatten(1).topk(self.num_dets,
-                                                             dim=1)
-            labels = index % head.num_classes
-            query = torch.div(index, head.num_classes, rounding_mode='floor')
-        else:
-            # the no-object class is never a detection
-            scores, labels = F.softmax(logits, dim=-1)[..., :-1].max(-1)
-            scores, query = scores.topk(self.num_dets, dim=1)
-            labels = labels.gather(1, query)
-        boxes = boxes.gather(1, query.unsqueeze(-1).expand(-1, -1, 4))
-        cx, cy, w, h = boxes.unbind(-1)
-        xyxy = torch.stack(
-            [cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], dim=-1)
-        wh = img_shape.flip(-1).to(xyxy.dtype)  # (N, 2) as (w, h)
-        size = torch.cat([wh, wh], dim=-1).unsqueeze(1)  # (N, 1, 4)
-        xyxy = torch.minimum(torch.clamp(xyxy * size, min=0), size)
-        return torch.cat([xyxy, scores.unsqueeze(-1)], dim=-1), labels
+        mask = feature_padding_mask(img_shape,
+                                    torch._shape_as_tensor(inputs)[-2:],
+                                    feats)
+        outputs = head.forward_transformer(feats, mask)
+        # detections come from the last decoder layer
+        cls_scores, bbox_preds = head.predict_layers(
+            outputs['hidden_states'][-1])
+        boxes, scores, labels = top_detections(cls_scores, bbox_preds,
+                                               img_shape, self.num_dets,
+                                               head.use_sigmoid)
+        return torch.cat([boxes, scores.unsqueeze(-1)], dim=-1), labels
 
 
 def export_onnx(detector: nn.Module,

@@ -176,9 +176,11 @@ def mmdet_match(head, calls: List[dict]) -> list:
     return [head.assigner.assign(**kwargs) for kwargs in calls]
 
 
-def mmdetr_match(head, cls, box, gt_bboxes, gt_labels, metas) -> list:
-    """mmdetr's batched assignment of all layers and images at once."""
-    return head.assign_all(cls, box, gt_bboxes, gt_labels, metas)
+def mmdetr_match(head, cls, boxes, gt_bboxes, gt_labels, metas):
+    """mmdetr's assigner on all layers and images at once (``match``), on
+    the absolute x1y1x2y2 boxes mmdet's head hands its assigner."""
+    return head.criterion.assigner.match(cls, boxes, gt_labels, gt_bboxes,
+                                         metas)
 
 
 def mmdet_targets(head, cls, box, gt_instances, metas) -> list:
@@ -189,14 +191,11 @@ def mmdet_targets(head, cls, box, gt_instances, metas) -> list:
     ]
 
 
-def mmdetr_targets(head, cls, box, gt_bboxes, gt_labels, metas) -> list:
-    """mmdetr's batched assignment, then ``get_targets`` per layer with
-    it."""
-    assign_results = head.assign_all(cls, box, gt_bboxes, gt_labels, metas)
-    return [
-        head.get_targets(list(c), list(b), gt_bboxes, gt_labels, metas, a)
-        for c, b, a in zip(cls, box, assign_results)
-    ]
+def mmdetr_targets(head, cls, box, gt_bboxes, gt_labels, metas):
+    """mmdetr's set criterion: every layer matched at once and the targets
+    of every layer (class targets, matched boxes, normalisers) packed with
+    one copy to the device (``SetCriterion.match``)."""
+    return head.criterion.match(cls, box, gt_bboxes, gt_labels, metas)
 
 
 def _match_setup_inputs(bench: Bench):
@@ -216,14 +215,20 @@ def setup_match(bench: Bench) -> Tuple[Step, Step]:
     ref_head, our_head = bench.mmdet.bbox_head, bench.mmdetr.bbox_head
     with torch.no_grad():
         calls = mmdet_assigner_calls(ref_head, cls, box, gt_instances, metas)
+    # the same absolute boxes mmdet's head gave its assigner, [layer][image]
+    boxes = torch.stack([
+        torch.stack([calls[n * len(metas) + i]['pred_instances'].bboxes
+                     for i in range(len(metas))]) for n in range(len(cls))
+    ])
     return (lambda: mmdet_match(ref_head, calls),
-            lambda: mmdetr_match(our_head, cls, box, gt_bboxes, gt_labels,
+            lambda: mmdetr_match(our_head, cls, boxes, gt_bboxes, gt_labels,
                                  metas))
 
 
 def setup_targets(bench: Bench) -> Tuple[Step, Step]:
-    """``match`` plus every layer's per-image target tensors, through each
-    head's ``get_targets``."""
+    """Matching and every layer's targets as each head's loss builds them:
+    mmdet's ``get_targets`` per layer (per-image matching and dense
+    targets), mmdetr's ``SetCriterion.match`` (all layers at once)."""
     cls, box, gt_bboxes, gt_labels, gt_instances, metas = \
         _match_setup_inputs(bench)
     ref_head, our_head = bench.mmdet.bbox_head, bench.mmdetr.bbox_head
@@ -248,11 +253,11 @@ def train_host_syncs(bench: Bench) -> Tuple[int, int]:
 
     Each model gets the optimizer wrapper type its own configs use (mmdet's
     ``OptimWrapper``; mmdetr's ``DeferredGradNormOptimWrapper``, which
-    carries the clipped gradient norm in the next step's loss copy) with
-    the same optimizer and clipping. Counted on any device by
-    :class:`mmdetr.utils.host_sync.HostSyncCounter`: waits plus the
-    explicit copies the code makes (on a CPU the copies are no-ops, but
-    the code announces them).
+    reads the losses, the non-finite flag and the previous step's clipped
+    gradient norm in one copy) with the same optimizer and clipping, and
+    runs as mmengine's ``train_step`` does. Counted from outside by
+    :class:`mmdetr.utils.host_sync.HostSyncCounter`: waits plus copies to
+    the device.
 
     Returns:
         tuple[int, int]: mmdet's and mmdetr's count.
