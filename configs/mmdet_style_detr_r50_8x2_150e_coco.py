@@ -1,48 +1,18 @@
 # How an mmdet user plugs mmdetr into a config of their own: mmdet's bases,
-# `custom_imports` to load mmdetr, and `_scope_='mmdetr'` on the model so its
-# DETR / DETRHead / HungarianAssigner / costs are mmdetr's, not mmdet's
-# classes of the same names. Everything else (ResNet, losses, datasets,
-# CocoMetric, hooks) comes from mmdet as usual.
+# `custom_imports` to load mmdetr, and a model dict with `_scope_='mmdetr'`
+# (here mmdetr's R50 model base) so its DETR / DETRHead / HungarianAssigner /
+# costs are mmdetr's, not mmdet's classes of the same names. Everything else
+# (ResNet, losses, datasets, CocoMetric, hooks) comes from mmdet as usual.
 #
 #   python tools/train.py configs/mmdet_style_detr_r50_8x2_150e_coco.py
 #   # or with mmdet's own tools/train.py: the same file works there.
 _base_ = [
     'mmdet::_base_/datasets/coco_detection.py',
-    'mmdet::_base_/default_runtime.py'
+    'mmdet::_base_/default_runtime.py', './_base_/models/detr_r50.py'
 ]
 custom_imports = dict(imports=['mmdetr'], allow_failed_imports=False)
 # optional: stop early when num_classes and the dataset disagree
 custom_hooks = [dict(type='mmdetr.DataCheckHook')]
-
-model = dict(
-    _scope_='mmdetr',
-    type='DETR',
-    data_preprocessor=dict(
-        type='DetDataPreprocessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        bgr_to_rgb=True,
-        pad_size_divisor=1),
-    backbone=dict(
-        type='ResNet',
-        depth=50,
-        num_stages=4,
-        out_indices=(3, ),
-        frozen_stages=1,
-        norm_cfg=dict(type='BN', requires_grad=False),
-        norm_eval=True,
-        style='pytorch',
-        init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')),
-    bbox_head=dict(
-        type='DETRHead',
-        num_classes=80,
-        in_channels=2048,
-        num_query=100,
-        transformer=dict(type='DetrTransformer', embed_dims=256),
-        positional_encoding=dict(
-            type='SinePositionalEncoding', num_feats=128, normalize=True)),
-    # assigner, costs and losses: DETRHead's defaults are the paper's
-    test_cfg=dict(max_per_img=100))
 
 # mmdetr's OptimWrapper: the clipped-gradient norm is logged one iteration
 # late, in the loss copy, instead of costing a wait of its own
