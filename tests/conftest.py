@@ -20,3 +20,51 @@ def coco_root(tmp_path_factory):
     write_coco_split(str(root), 'train', 6, seed=1)
     write_coco_split(str(root), 'val', 3, seed=2)
     return root
+
+
+#: training iterations a test may run without the ``slow`` mark
+FAST_TRAIN_ITERS = 5
+
+
+class SlowWork(AssertionError):
+    """A test without the ``slow`` mark started slow work."""
+
+
+@pytest.fixture(autouse=True)
+def fast_tier_guard(request, monkeypatch):
+    """Tests without the ``slow`` mark (the fast tier, ``-m "not slow"``)
+    may not start processes nor train for more than
+    :data:`FAST_TRAIN_ITERS` iterations of mmengine's loops: such a test
+    fails here, naming what it started. Marked tests are left alone."""
+    if request.node.get_closest_marker('slow'):
+        yield
+        return
+    import multiprocessing.process
+    import subprocess
+
+    from mmengine.runner import loops
+
+    name = request.node.nodeid
+
+    def refuse(what):
+        def start(*args, **kwargs):
+            raise SlowWork(f'{name} starts {what}: mark it '
+                           '@pytest.mark.slow')
+        return start
+
+    monkeypatch.setattr(subprocess.Popen, '__init__', refuse('a process'))
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, 'start',
+                        refuse('a process'))
+    iters = []
+    for loop in (loops.EpochBasedTrainLoop, loops.IterBasedTrainLoop):
+        run_iter = loop.run_iter
+
+        def counted(self, *args, _run_iter=run_iter, **kwargs):
+            iters.append(1)
+            if len(iters) > FAST_TRAIN_ITERS:
+                raise SlowWork(f'{name} trains more than {FAST_TRAIN_ITERS} '
+                               'iterations: mark it @pytest.mark.slow')
+            return _run_iter(self, *args, **kwargs)
+
+        monkeypatch.setattr(loop, 'run_iter', counted)
+    yield

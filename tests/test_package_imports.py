@@ -1,13 +1,18 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
-"""No import cycle inside the mmdetr package, counting the imports made
-inside functions (which hide a cycle from import time, not from the
-reader)."""
+"""The import graph of the mmdetr package: no cycle, counting the imports
+made inside functions (which hide a cycle from import time, not from the
+reader), and dependencies that flow one way: the core (``mmdetr.models``)
+imports nothing from the edges (training extras, mmdet 2.x forms, engine,
+deployment, utilities)."""
 import ast
 import os
 import os.path as osp
 from typing import Dict, List, Optional, Set
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from helpers import ROOT
+
+#: what the core may import: itself and the registry
+CORE, CORE_MAY_IMPORT = 'mmdetr.models', ('mmdetr.models', 'mmdetr.registry')
 
 
 def package_modules(pkg_dir: str, pkg: str) -> Dict[str, str]:
@@ -103,9 +108,59 @@ def test_mmdetr_has_no_import_cycle():
     graph = import_graph(modules)
     # the walk sees the package's real structure, local imports included
     assert 'mmdetr.engine.runner' in graph['mmdetr.engine.launcher']
-    assert 'mmdetr.utils.host_sync' in graph['mmdetr.models.detr']
+    assert 'mmdetr.models.set_criterion' in graph['mmdetr.models.detr_head']
     cycle = find_cycle(graph)
     assert cycle is None, 'import cycle: ' + ' -> '.join(cycle)
+
+
+def reachable(graph: Dict[str, Set[str]], start: str) -> Set[str]:
+    """Every module ``start`` imports, directly or through others."""
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def forbidden_imports(graph: Dict[str, Set[str]]) -> Dict[str, Set[str]]:
+    """Core module -> the modules outside the core it reaches."""
+    out = {}
+    for module in graph:
+        if module == CORE or module.startswith(CORE + '.'):
+            bad = {m for m in reachable(graph, module)
+                   if not m.startswith(CORE_MAY_IMPORT)}
+            if bad:
+                out[module] = bad
+    return out
+
+
+def test_the_core_imports_nothing_from_the_edges():
+    graph = import_graph(package_modules(osp.join(ROOT, 'mmdetr'), 'mmdetr'))
+    assert forbidden_imports(graph) == {}
+    # and the edges do build on the core
+    for edge in ('mmdetr.compat.mmdet2_head', 'mmdetr.extras.group_detr',
+                 'mmdetr.deploy.export'):
+        assert any(m.startswith(CORE) for m in graph[edge]), edge
+
+
+def test_a_forbidden_import_fails(tmp_path):
+    """The check itself: a core module that imports the engine, even
+    inside a function, is reported."""
+    pkg = tmp_path / 'mmdetr'
+    for sub in ('models', 'engine'):
+        (pkg / sub).mkdir(parents=True)
+        (pkg / sub / '__init__.py').write_text('')
+    (pkg / '__init__.py').write_text('')
+    (pkg / 'registry.py').write_text('')
+    (pkg / 'models' / 'head.py').write_text(
+        'from mmdetr.registry import MODELS\n\ndef f():\n'
+        '    from mmdetr.engine import hub\n')
+    (pkg / 'engine' / 'hub.py').write_text('')
+    graph = import_graph(package_modules(str(pkg), 'mmdetr'))
+    assert forbidden_imports(graph) == {
+        'mmdetr.models.head': {'mmdetr.engine', 'mmdetr.engine.hub'}}
 
 
 def test_a_cycle_through_a_local_import_is_found(tmp_path):

@@ -6,7 +6,7 @@ import torch
 from mmengine.structures import InstanceData
 from scipy.optimize import linear_sum_assignment
 
-from mmdetr.models import (BBoxL1Cost, ClassificationCost,
+from mmdetr.compat import (BBoxL1Cost, ClassificationCost,
                            HungarianAssigner, IoUCost)
 
 
@@ -184,10 +184,32 @@ def test_mmdet2_call_with_focal_cost_and_errors(gen):
 
 
 def test_mmdet2_import_paths_give_mmdetr_classes():
+    from mmdetr import models
+    from mmdetr.compat import DETRHead
     from mmdetr.core.bbox.assigners import HungarianAssigner as A
     from mmdetr.core.bbox.match_costs import build_match_cost
-    from mmdetr.models.dense_heads import DETRHead
-    from mmdetr.models import DETRHead as Head
-    assert A is HungarianAssigner and DETRHead is Head
+    assert A is HungarianAssigner
+    assert issubclass(A, models.HungarianAssigner)
+    assert issubclass(DETRHead, models.DETRHead)
     cost = build_match_cost(dict(type='BBoxL1Cost', weight=5.))
     assert type(cost) is BBoxL1Cost and cost.weight == 5.
+    assert isinstance(cost, models.BBoxL1Cost)
+    # a cost mmdet 2.x did not have a class of its own for: the registry's
+    dice = build_match_cost(dict(type='DiceCost'))
+    assert type(dice).__name__ == 'DiceCost'
+
+
+def test_mmdet2_assigner_configs_build_the_mmdet2_class():
+    """Through mmdetr's registry (as a head builds its assigner): the 2.x
+    form (or no arguments: 2.x's defaults) builds mmdet 2.x's class, the 3.x
+    form the core's."""
+    from mmdetr import models
+    from mmdetr.registry import build_task_util
+    two = build_task_util(dict(type='HungarianAssigner',
+                               cls_cost=dict(type='ClassificationCost')))
+    assert type(two) is HungarianAssigner and two.cls_cost.weight == 1.
+    assert type(build_task_util(dict(type='HungarianAssigner'))) is \
+        HungarianAssigner
+    three = build_task_util(dict(type='mmdetr.HungarianAssigner',
+                                 match_costs=[dict(type='IoUCost')]))
+    assert type(three) is models.HungarianAssigner

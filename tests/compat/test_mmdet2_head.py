@@ -1,19 +1,28 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
-"""mmdet 2.x's DETRHead methods (issue 13.2): forward_train, get_bboxes
-tuples, simple_test(_bboxes), with img_metas as 2.x wrote them; the 3.x
-runner path keeps returning InstanceData."""
+"""mmdet 2.x's DETRHead (mmdetr.compat.DETRHead): forward_train,
+get_bboxes tuples, simple_test(_bboxes), get_targets and _get_target_single,
+with img_metas as 2.x wrote them; the 3.x runner path keeps returning
+InstanceData."""
 import numpy as np
 import pytest
 import torch
 from mmengine.structures import InstanceData
 
-from helpers import build_mmdetr, make_batch, preprocess
-from mmdetr.compat import normalise_img_meta
+from helpers import (build_mmdetr, head_outputs_and_targets, make_batch,
+                     mmdetr_cfg, preprocess)
+from mmdetr.compat import DETRHead, normalise_img_meta
+
+
+def build_mmdet2(**overrides):
+    """The tiny DETR of the helpers with mmdet 2.x's head."""
+    cfg = mmdetr_cfg(**overrides)
+    cfg['bbox_head']['type'] = DETRHead
+    return build_mmdetr(cfg)
 
 
 @pytest.fixture(scope='module')
 def model():
-    m = build_mmdetr()
+    m = build_mmdet2()
     m.eval()
     return m
 
@@ -123,7 +132,7 @@ def test_simple_test_is_forward_then_get_bboxes(model):
 
 
 def test_runner_predict_still_returns_instance_data_matching_get_bboxes():
-    model = build_mmdetr()
+    model = build_mmdet2()
     model.eval()
     data = preprocess(model, make_batch(num_boxes=(1, 2)), False)
     samples = model(**data, mode='predict')
@@ -165,3 +174,59 @@ def test_bad_mmdet2_calls_fail_clearly(model):
         del m['batch_input_shape']
     with pytest.raises(KeyError, match='batch_input_shape'):
         head.simple_test(x, metas)
+
+
+def test_target_entry_points_equal_the_reference():
+    """get_targets and _get_target_single (mmdet 2.x's interface) match as a
+    batch of one layer / one image and give the reference's dense targets
+    (tests/references/reference_matching.py)."""
+    from references.reference_matching import reference_targets
+    torch.manual_seed(0)
+    model = build_mmdet2()
+    outs, gt_bboxes, gt_labels, metas = head_outputs_and_targets(
+        model, make_batch(num_boxes=(3, 0), seed=4))
+    head = model.bbox_head
+    cls_scores, bbox_preds = outs[0][-1][-1], outs[1][-1][-1]
+    batch = head.get_targets(list(cls_scores), list(bbox_preds), gt_bboxes,
+                             gt_labels, metas)
+    assert batch[4] == 3 and batch[5] == 2 * 20 - 3
+    for i in range(2):
+        want = reference_targets(head.criterion, cls_scores[i],
+                                 bbox_preds[i], gt_bboxes[i], gt_labels[i],
+                                 metas[i])
+        single = head._get_target_single(cls_scores[i], bbox_preds[i],
+                                         gt_bboxes[i], gt_labels[i],
+                                         metas[i])
+        for k in range(4):
+            torch.testing.assert_close(single[k], want[k], rtol=0, atol=1e-7)
+            torch.testing.assert_close(batch[k][i], want[k], rtol=0,
+                                       atol=1e-7)
+        pos_inds, neg_inds = single[4], single[5]
+        assert len(pos_inds) == want[4] and len(neg_inds) == 20 - want[4]
+        assert torch.equal(single[3][pos_inds], torch.ones(want[4], 4))
+    with pytest.raises(NotImplementedError, match='gt_bboxes_ignore'):
+        head.get_targets(list(cls_scores), list(bbox_preds), gt_bboxes,
+                         gt_labels, metas, [None, None])
+    with pytest.raises(NotImplementedError, match='gt_bboxes_ignore'):
+        head.loss_single(cls_scores, bbox_preds, gt_bboxes, gt_labels, metas,
+                         [None, None])
+
+
+def test_network_and_3x_methods_are_the_core_heads():
+    """The 2.x head is the core head plus methods: the same parameters, the
+    same outputs and losses for the same weights."""
+    from mmdetr.models import DETRHead as CoreHead
+    torch.manual_seed(0)
+    old = build_mmdet2()
+    core = build_mmdetr()
+    assert type(core.bbox_head) is CoreHead
+    assert isinstance(old.bbox_head, CoreHead)
+    core.load_state_dict(old.state_dict(), strict=True)
+    data = make_batch(num_boxes=(2, 4), seed=2)
+    old.train()
+    core.train()
+    ours = old(**preprocess(old, data, True), mode='loss')
+    theirs = core(**preprocess(core, data, True), mode='loss')
+    assert set(ours) == set(theirs)
+    for key, value in ours.items():
+        assert torch.equal(value, theirs[key]), key

@@ -11,7 +11,7 @@ from mmengine.registry import MODELS, DefaultScope
 
 from mmdetr.engine import DeferredGradNormOptimWrapper
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from helpers import ROOT  # noqa: E402
 CONFIGS = sorted(
     p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'),
                          recursive=True) if '_base_' not in p)

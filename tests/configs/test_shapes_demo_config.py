@@ -2,6 +2,7 @@
 """configs/detr_r18_shapes_demo.py trains from scratch: nothing in its
 backbone may be frozen or start at zero, and it reads what the generator
 writes."""
+import copy
 import os.path as osp
 
 import torch
@@ -9,7 +10,7 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from helpers import ROOT, load_tool
+from helpers import ROOT, assert_identical_predictions, load_tool, make_batch
 
 shapes = load_tool('tools/misc/make_shapes_dataset.py', 'make_shapes_dataset')
 CONFIG = osp.join(ROOT, 'configs', 'detr_r18_shapes_demo.py')
@@ -53,26 +54,38 @@ def test_data_is_what_the_generator_writes():
     assert duplicates.type == 'mmdetr.DuplicateMetric'
 
 
-def test_demo_recipe_is_detr_with_training_only_extras():
-    """The demo trains DETR with an auxiliary FCOS head on the encoder
-    output (training only), no-object weight 0.25 and 2.0 for the last
-    decoder layer's would-be duplicates, without query groups
-    (measured slower at the same training time here, docs/demo.md); the
-    COCO recipe keeps DETR's 0.1, no groups and no auxiliary head."""
+def plain_detr_cfg(cfg):
+    """The demo's model with the training extras taken out: the core's
+    DETR and DETRHead, the same network."""
+    model = copy.deepcopy(cfg.model)
+    model.type = 'DETR'
+    model.pop('aux_head')
+    model.pop('aux_loss_weight', None)
+    model.bbox_head.type = 'DETRHead'
+    for key in [k for k in model.bbox_head if k.startswith('duplicate_')]:
+        model.bbox_head.pop(key)
+    return model
+
+
+def test_demo_extras_are_training_only():
+    """Whatever the demo's extras and their values: its checkpoint loads
+    strictly into plain DETR, which then predicts bit for bit what the demo
+    model predicts; and the COCO recipe it derives from has no extras."""
     cfg = Config.fromfile(CONFIG)
-    assert cfg.model.bbox_head.get('num_query_groups', 1) == 1
-    assert cfg.model.bbox_head.loss_cls.bg_cls_weight == 0.25
-    assert cfg.model.bbox_head.duplicate_cls_weight == 2.0
-    assert cfg.model.bbox_head.duplicate_weight_layers == 'last'
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        demo = MODELS.build(copy.deepcopy(cfg.model))
+        plain = MODELS.build(plain_detr_cfg(cfg))
+    demo.init_weights()
+    assert type(demo) is not type(plain)
+    result = plain.load_state_dict(demo.state_dict(), strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    data = make_batch(sizes=((160, 160), (120, 160)), num_boxes=(2, 3),
+                      num_classes=len(shapes.CLASSES))
+    assert_identical_predictions(plain, demo, data)
     # DETR returns one detection per query: no more than there are
     assert cfg.model.test_cfg.max_per_img == cfg.model.bbox_head.num_query
-    aux = cfg.model.aux_head
-    assert aux.type == 'mmdet.FCOSHead'
-    assert aux.in_channels == cfg.model.bbox_head.transformer.embed_dims
-    assert aux.num_classes == cfg.model.bbox_head.num_classes
     base = Config.fromfile(osp.join(osp.dirname(CONFIG),
                                     'detr_r50_8x2_150e_coco.py'))
-    assert base.model.bbox_head.get('num_query_groups', 1) == 1
-    assert base.model.bbox_head.loss_cls.bg_cls_weight == 0.1
-    assert base.model.bbox_head.get('duplicate_cls_weight') is None
-    assert base.model.get('aux_head') is None
+    assert (base.model.type, base.model.bbox_head.type) == ('DETR',
+                                                            'DETRHead')
+    assert base.model.bbox_head.loss_cls.bg_cls_weight == 0.1  # the paper

@@ -25,7 +25,6 @@ from mmdetr.deploy import ExportSettingError  # noqa: E402
 from mmdetr.deploy.errors import DeployMismatchError  # noqa: E402
 from mmdetr.deploy.export import ExportableDETR, export_onnx  # noqa: E402
 from mmdetr.deploy.ort_detector import ORTDetector, make_session  # noqa
-from mmdetr.deploy.padding_mask import feature_padding_mask  # noqa: E402
 from mmdetr.deploy.verify import (compare_with_pytorch,  # noqa: E402
                                   random_batch, within_tolerance)
 
@@ -45,39 +44,18 @@ def tiny(tmp_path_factory):
     return model, path, make_session(path)
 
 
-def test_padding_mask_equals_the_heads(tiny):
-    """The tensor mask equals the one DETRHead.forward builds from the
-    images' meta, for many padded and feature sizes (odd ratios too)."""
-    head = tiny[0].bbox_head
-    seen = []
-    hook = head.positional_encoding.register_forward_hook(
-        lambda mod, args, out: seen.append(args[0]))
-    rng = np.random.default_rng(0)
-    try:
-        for _ in range(15):
-            big_h, big_w = (int(v) for v in rng.integers(33, 900, 2))
-            shapes = [(int(rng.integers(1, big_h + 1)),
-                       int(rng.integers(1, big_w + 1))) for _ in range(3)]
-            shapes[0] = (big_h, shapes[0][1])
-            shapes[1] = (shapes[1][0], big_w)
-            # only its shape matters
-            inputs = torch.zeros(1, 1, 1, 1).expand(3, 3, big_h, big_w)
-            # ResNet's stride-32 size, or any other
-            feat_hw = [(-(-big_h // 32), -(-big_w // 32)),
-                       tuple(int(v) for v in rng.integers(1, 12, 2))]
-            for h, w in feat_hw:
-                feats = torch.randn(3, head.in_channels, h, w)
-                metas = [dict(img_shape=s, batch_input_shape=(big_h, big_w))
-                         for s in shapes]
-                with torch.no_grad():
-                    head((feats, ), metas)
-                mask = feature_padding_mask(torch.tensor(shapes), inputs,
-                                            feats)
-                assert torch.equal(mask, seen[-1]), (big_h, big_w, shapes, h,
-                                                     w)
-    finally:
-        hook.remove()
-    assert any(m.any() for m in seen)  # the batches were padded
+def test_export_uses_the_heads_own_functions():
+    """One implementation of the padding mask and the post-processing: the
+    exported module calls the head's."""
+    import inspect
+
+    from mmdetr.deploy import export
+    from mmdetr.models import detr_head, padding_mask
+    assert export.feature_padding_mask is padding_mask.feature_padding_mask
+    assert detr_head.feature_padding_mask is padding_mask.feature_padding_mask
+    assert export.top_detections is detr_head.top_detections
+    source = inspect.getsource(export.ExportableDETR.forward)
+    assert 'forward_transformer' in source and 'predict_layers' in source
 
 
 @pytest.mark.parametrize('sizes', [[(96, 128)], THREE_SIZES],

@@ -160,3 +160,45 @@ def test_relative_links_lead_somewhere(doc):
             with open(full) as f:
                 assert anchor in _anchors(f.read()), (
                     f'{doc}: link {target!r}: no heading with that anchor')
+
+
+def readme_layout():
+    """The package files the README's layout lists, as paths relative to
+    the repository (its ``mmdetr/`` tree, read by indentation)."""
+    text = _read('README.md')
+    section = text.split('## Layout', 1)[1]
+    block = re.search(r'```\n(.*?)```', section, flags=re.S).group(1)
+    listed, stack = set(), []
+    for line in block.splitlines():
+        if not line.strip():
+            continue
+        depth = (len(line) - len(line.lstrip())) // 2
+        name = line.split()[0]
+        stack = stack[:depth] + [name]
+        path = ''.join(stack)
+        if path.startswith('mmdetr/'):
+            listed.add(path)
+    return listed
+
+
+def test_readme_layout_matches_the_package():
+    """Every package module the README's layout lists exists, and every
+    module of the package (``__init__.py`` aside) is listed."""
+    listed = readme_layout()
+    assert 'mmdetr/models/detr_head.py' in listed  # the parser reads it
+    modules = {
+        osp.relpath(p, ROOT)
+        for p in glob.glob(osp.join(ROOT, 'mmdetr', '**', '*.py'),
+                           recursive=True)
+        if not p.endswith('__init__.py')
+    }
+    folders = {osp.dirname(m) + '/' for m in modules}
+    missing = [p for p in listed if not (p in modules or p in folders or
+                                         osp.isdir(osp.join(ROOT, p)))]
+    assert not missing, f'README layout lists what does not exist: {missing}'
+    # a module counts as listed when it or a folder above it is (core/ is
+    # listed as a folder of aliases)
+    unlisted = sorted(m for m in modules if m not in listed and not any(
+        m.startswith(p) for p in listed if p.endswith('/') and
+        not any(q.startswith(p) and q != p for q in listed)))
+    assert not unlisted, f'README layout misses: {unlisted}'

@@ -1,6 +1,6 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 """docs/mmdet2.md's worked example runs as written (its shell commands are
-run by tests/test_mmdet_tools.py)."""
+run by tests/tools/test_mmdet_tools.py)."""
 import contextlib
 import io
 import os.path as osp

@@ -8,7 +8,8 @@ import torch
 import torch.nn as nn
 
 from helpers import build_mmdetr, make_batch, preprocess
-from mmdetr.engine import ConsecutiveSkipGuard, SkipNonFiniteAmpOptimWrapper
+from mmdetr.engine import (ConsecutiveSkipGuard, DeferredGradNormOptimWrapper,
+                           SkipNonFiniteAmpOptimWrapper)
 
 
 def test_guard_stops_only_after_the_limit_in_a_row():
@@ -70,7 +71,7 @@ def test_nonfinite_steps_are_skipped_counted_and_persisting_ones_stop(
         step(True)
 
 
-def test_model_lets_nonfinite_loss_through_to_the_scaler(monkeypatch):
+def test_nonfinite_loss_goes_through_to_the_scaler_under_amp(monkeypatch):
     torch.manual_seed(0)
     model = build_mmdetr()
     model.train()
@@ -78,15 +79,20 @@ def test_model_lets_nonfinite_loss_through_to_the_scaler(monkeypatch):
     losses = model(**data, mode='loss')
     losses['loss_bbox'] = losses['loss_bbox'] * float('inf')
     # without AMP: stopped before the optimizer step
+    plain = DeferredGradNormOptimWrapper(
+        torch.optim.AdamW(model.parameters(), lr=1e-4))
+    with plain.optim_context(model):
+        pass
     with pytest.raises(FloatingPointError, match='loss_bbox=inf'):
         model.parse_losses(losses)
-    # the AMP wrapper's context tells the model to leave it to the scaler
+    # the AMP wrapper's readout leaves it to the scaler
     wrapper = amp_wrapper(monkeypatch, model, limit=10)
     with wrapper.optim_context(model):
         pass
-    assert model.skip_nonfinite_loss
     loss, log_vars = model.parse_losses(losses)
     assert not torch.isfinite(loss) and log_vars['loss_bbox'] == float('inf')
+    # the model's class is untouched: mmengine's parse_losses
+    assert 'parse_losses' not in type(model).__dict__
 
 
 @pytest.fixture(scope='module')

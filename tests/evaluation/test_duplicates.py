@@ -16,7 +16,7 @@ from mmdetr.evaluation import (DuplicateMetric, count_duplicates,
                                duplicate_pairs)
 from mmdetr.visualization import DetLocalVisualizer
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from helpers import ROOT  # noqa: E402
 
 # box 0 and 1 overlap with IoU 0.9025 (1444 / 1600); box 2 is elsewhere
 BOXES = torch.tensor([[10., 10., 50., 50.], [12., 12., 50., 50.],

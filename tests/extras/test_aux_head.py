@@ -1,17 +1,17 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
-"""DETR(aux_head=...): a training-only dense head on the encoder output;
-inference, checkpoints and conversion are plain DETR's."""
+"""AuxHeadDETR(aux_head=...): a training-only dense head on the encoder
+output; inference, checkpoints and conversion are plain DETR's."""
 import pytest
 import torch
 
 from helpers import (TINY, assert_identical_predictions, build_mmdetr,
                      count_step, make_batch, mmdetr_cfg, preprocess)
-from mmdetr.models.aux_dense_head import encoder_memory
 from mmdetr.utils import convert_state_dict
 
 
 def aux_cfg(weight=1.0):
     cfg = mmdetr_cfg()
+    cfg['type'] = 'AuxHeadDETR'
     cfg['aux_head'] = dict(
         type='mmdet.FCOSHead',
         num_classes=TINY['num_classes'],
@@ -37,9 +37,9 @@ def built_pair(weight=1.0):
     return aux, plain
 
 
-def test_off_by_default_adds_nothing():
+def test_plain_detr_has_none():
     model = build_mmdetr(mmdetr_cfg())
-    assert model.aux_head is None
+    assert not hasattr(model, 'aux_head')
     assert not any(k.startswith('aux_head.') for k in model.state_dict())
     model.train()
     losses = model(**preprocess(model, make_batch(num_boxes=(2, 3)), True),
@@ -60,9 +60,9 @@ def test_detr_losses_are_unchanged_and_aux_losses_are_added():
         assert torch.equal(losses_a[key], losses_p[key]), key
     # the weight scales the head's own losses
     inputs = preprocess(aux, data, True)
-    with encoder_memory(aux.bbox_head.transformer) as memories:
-        aux._forward(inputs['inputs'], inputs['data_samples'])
-    own = aux.aux_head.loss(tuple(memories), inputs['data_samples'])
+    metas = [s.metainfo for s in inputs['data_samples']]
+    memory = aux.forward_outputs(inputs['inputs'], metas)['memory']
+    own = aux.aux_head.loss((memory, ), inputs['data_samples'])
     torch.testing.assert_close(losses_a['aux.loss_cls'],
                                2.0 * own['loss_cls'])
 
@@ -101,19 +101,18 @@ def test_inference_is_plain_detr_bit_for_bit_and_never_runs_the_aux_head(
     assert_identical_predictions(plain, aux, make_batch(num_boxes=(2, 3)))
 
 
-def test_memory_capture_leaves_no_hook_behind():
+def test_memory_is_an_explicit_output_not_a_hook():
     aux, _ = built_pair()
-    transformer = aux.bbox_head.transformer
     aux.train()
-    aux(**preprocess(aux, make_batch(num_boxes=(1, 2)), True), mode='loss')
-    assert not transformer._forward_hooks
-    # one memory per feature level, (bs, embed_dims, h, w)
     data = preprocess(aux, make_batch(num_boxes=(1, 2)), True)
-    with encoder_memory(transformer) as memories:
-        aux._forward(data['inputs'], data['data_samples'])
-    assert len(memories) == 1
-    assert memories[0].shape[:2] == (2, TINY['embed_dims'])
-    assert not transformer._forward_hooks
+    metas = [s.metainfo for s in data['data_samples']]
+    outputs = aux.forward_outputs(data['inputs'], metas)
+    feat = outputs['feats'][-1]
+    assert outputs['memory'].shape == (2, TINY['embed_dims'],
+                                       *feat.shape[-2:])
+    assert outputs['memory_mask'].shape == (2, *feat.shape[-2:])
+    aux(**data, mode='loss')
+    assert not any(m._forward_hooks for m in aux.modules())
 
 
 def test_converter_drops_the_aux_head():

@@ -1,13 +1,13 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
-"""DETRHead(duplicate_cls_weight=w): a heavier no-object weight for
-unmatched predictions on a ground truth; training only."""
+"""DuplicateWeightDETRHead(duplicate_cls_weight=w): a heavier "no object"
+weight for unmatched predictions on a ground truth; training only."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 from helpers import (assert_identical_predictions, build_mmdetr, count_step,
                      make_batch, mmdetr_cfg, preprocess)
-from mmdetr.models.duplicate_weight import duplicate_label_weights
+from mmdetr.extras.duplicate_weight import duplicate_label_weights
 
 BG = 0.1
 
@@ -15,6 +15,7 @@ BG = 0.1
 def weighted_cfg(weight=1.0, iou_thr=0.5, layers='all', **overrides):
     cfg = mmdetr_cfg(**overrides)
     cfg['bbox_head']['loss_cls']['bg_cls_weight'] = BG
+    cfg['bbox_head']['type'] = 'DuplicateWeightDETRHead'
     cfg['bbox_head']['duplicate_cls_weight'] = weight
     cfg['bbox_head']['duplicate_iou_thr'] = iou_thr
     cfg['bbox_head']['duplicate_weight_layers'] = layers
@@ -46,6 +47,13 @@ def one_object_case(head):
     return scores, boxes, gt_bboxes, gt_labels, metas
 
 
+def label_weights(head, scores, boxes, gt_bboxes, gt_labels, metas):
+    """The head's label weights of one layer's predictions."""
+    matches = head.criterion.match(scores[None], boxes[None], gt_bboxes,
+                                   gt_labels, metas)
+    return head.label_weights(boxes, matches)
+
+
 @pytest.mark.parametrize('weight', [0.5, 2.0])
 def test_loss_weighs_the_overlapping_unmatched_prediction(weight):
     torch.manual_seed(0)
@@ -59,10 +67,8 @@ def test_loss_weighs_the_overlapping_unmatched_prediction(weight):
     # matched 1, duplicate w, background query bg; DETR's normaliser
     expected = (ce[0] + weight * ce[1] + BG * ce[2]) / (1 + 2 * BG)
     torch.testing.assert_close(loss_cls, expected, rtol=1e-5, atol=1e-6)
-    # the mmdet 2.x interface returns the same weights
-    _, label_weights, *_ = head.get_targets([scores[0]], [boxes[0]],
-                                            gt_bboxes, gt_labels, metas)
-    torch.testing.assert_close(label_weights[0],
+    torch.testing.assert_close(label_weights(head, scores, boxes, gt_bboxes,
+                                             gt_labels, metas),
                                torch.tensor([1.0, weight / BG, 1.0]))
 
 
@@ -70,10 +76,10 @@ def test_threshold_decides_what_is_a_duplicate():
     torch.manual_seed(0)
     head = build_mmdetr(weighted_cfg(2.0, iou_thr=0.7)).bbox_head
     scores, boxes, gt_bboxes, gt_labels, metas = one_object_case(head)
-    _, label_weights, *_ = head.get_targets([scores[0]], [boxes[0]],
-                                            gt_bboxes, gt_labels, metas)
     # IoU 0.6 < 0.7: DETR's weights
-    assert torch.equal(label_weights[0], torch.ones(3))
+    assert torch.equal(
+        label_weights(head, scores, boxes, gt_bboxes, gt_labels, metas),
+        torch.ones(3))
 
 
 def test_label_weights_without_ground_truth_are_ones():

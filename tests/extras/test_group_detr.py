@@ -1,6 +1,6 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
-"""Group DETR (DETRHead(num_query_groups=K)): training only, inference is
-plain DETR."""
+"""Group DETR (GroupDETRHead(num_query_groups=K)): training only, inference
+is plain DETR."""
 import pytest
 import torch
 import torch.nn as nn
@@ -8,7 +8,7 @@ import torch.nn as nn
 from helpers import (assert_identical_predictions, build_mmdetr, count_step,
                      make_batch, mmdetr_cfg, preprocess)
 from mmdetr.models.attention import multi_head_attention
-from mmdetr.models.query_groups import groups_as_images, within_groups
+from mmdetr.extras.group_detr import groups_as_images, within_groups
 from mmdetr.utils import convert_state_dict
 
 K = 3
@@ -16,7 +16,7 @@ K = 3
 
 def grouped_cfg(num_groups=K, **overrides):
     cfg = mmdetr_cfg(**overrides)
-    cfg['bbox_head']['num_query_groups'] = num_groups
+    cfg['bbox_head'].update(type='GroupDETRHead', num_query_groups=num_groups)
     return cfg
 
 
@@ -132,7 +132,7 @@ def test_distinct_groups_change_the_loss_and_train_every_group():
 def test_matching_of_every_group_is_one_batched_call(monkeypatch):
     torch.manual_seed(0)
     model = build_mmdetr(grouped_cfg())
-    assigner = model.bbox_head.assigner
+    assigner = model.bbox_head.criterion.assigner
     calls = []
     batched = assigner.match
 
@@ -171,7 +171,19 @@ def test_converter_drops_the_training_only_groups():
         assert torch.equal(value, state[key]), key
 
 
-@pytest.mark.parametrize('bad', [0, -1, 2.0, '3'])
+@pytest.mark.parametrize('bad', [0, 1, -1, 2.0, '3', True])
 def test_bad_num_query_groups_is_named(bad):
     with pytest.raises(ValueError, match='num_query_groups'):
         build_mmdetr(grouped_cfg(bad))
+
+
+def test_core_knows_nothing_of_groups():
+    """The plain head and transformer have no group branch: the group
+    count lives in the extra's classes only."""
+    plain = build_mmdetr(mmdetr_cfg())
+    grouped = build_mmdetr(grouped_cfg())
+    assert not hasattr(plain.bbox_head, 'num_query_groups')
+    assert type(grouped.bbox_head.transformer).__name__ == \
+        'GroupDetrTransformer'
+    assert all(layer.num_groups == K
+               for layer in grouped.bbox_head.transformer.decoder_layers)

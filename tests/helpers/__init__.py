@@ -16,13 +16,11 @@ fixtures stay in ``tests/conftest.py``.
 - ``kill_hook``: hooks that kill or poison a training run (imported by
   training subprocesses through ``custom_imports``, not here).
 """
-from .batches import make_batch, preprocess, random_boxes
+from .batches import (head_outputs_and_targets, make_batch, preprocess,
+                      random_boxes)
 from .checkpoints import mmdet2_state_dict, official_checkpoint
 from .datasets import CLASSES, write_coco_split, write_tiny_train_config
-# the private config parts too, so every name conftest.py had is here
-from .models import (_LOSSES, _PREPROCESSOR, _TRAIN_CFG, TINY,  # noqa: F401
-                     _backbone, build_mmdet, build_mmdetr, mmdet_cfg,
-                     mmdetr_cfg)
+from .models import TINY, build_mmdet, build_mmdetr, mmdet_cfg, mmdetr_cfg
 from .parity import (assert_identical_predictions, assert_same_losses,
                      assert_same_predictions, randomize_)
 from .steps import count_step, training_step
@@ -30,10 +28,11 @@ from .tools import (ROOT, TESTS, copypaste_ap, load_ckpt, load_tool, run,
                     run_distributed, scalars, train)
 
 __all__ = [
-    'assert_same_losses', 'assert_same_predictions', 'mmdet2_state_dict',
+    'assert_identical_predictions', 'assert_same_losses',
+    'assert_same_predictions', 'mmdet2_state_dict', 'run_distributed',
     'official_checkpoint', 'randomize_',
     'CLASSES', 'ROOT', 'TESTS', 'TINY', 'build_mmdet', 'build_mmdetr',
-    'copypaste_ap', 'count_step', 'load_ckpt', 'load_tool', 'make_batch', 'mmdet_cfg',
+    'copypaste_ap', 'count_step', 'head_outputs_and_targets', 'load_ckpt', 'load_tool', 'make_batch', 'mmdet_cfg',
     'mmdetr_cfg', 'preprocess', 'random_boxes', 'run', 'scalars', 'train',
     'training_step', 'write_coco_split', 'write_tiny_train_config'
 ]

@@ -41,3 +41,15 @@ def make_batch(sizes=((96, 128), (128, 80)),
 def preprocess(model, data, training):
     """Run the model's data preprocessor on a deep copy of ``data``."""
     return model.data_preprocessor(copy.deepcopy(data), training)
+
+
+def head_outputs_and_targets(model, data):
+    """A DETR's head outputs on ``data`` (preprocessed for training) and
+    what its ``loss`` takes besides: (outputs, gt boxes, gt labels,
+    metas)."""
+    inputs = preprocess(model, data, True)
+    metas = [s.metainfo for s in inputs['data_samples']]
+    outs = model.bbox_head(model.extract_feat(inputs['inputs']), metas)
+    gt_bboxes = [s.gt_instances.bboxes for s in inputs['data_samples']]
+    gt_labels = [s.gt_instances.labels for s in inputs['data_samples']]
+    return outs, gt_bboxes, gt_labels, metas

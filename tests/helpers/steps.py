@@ -4,18 +4,19 @@ import torch
 from mmengine.logging import MessageHub
 
 from mmdetr.engine import DeferredGradNormOptimWrapper
-
 from mmdetr.utils.host_sync import HostSyncCounter
 
 from .batches import make_batch, preprocess
 
 
 def training_step(model, data, optim_wrapper):
-    """What the runner runs per iteration after the data preprocessor:
-    loss, parse_losses, backward + clip + optimizer step
+    """What the runner runs per iteration after the data preprocessor
+    (mmengine's ``BaseModel.train_step``): loss inside the wrapper's
+    ``optim_context``, parse_losses, backward + clip + optimizer step
     (``update_params``), and the logging of ``log_vars``
     (``RuntimeInfoHook.after_train_iter``)."""
-    losses = model(**data, mode='loss')
+    with optim_wrapper.optim_context(model):
+        losses = model(**data, mode='loss')
     loss, log_vars = model.parse_losses(losses)
     optim_wrapper.update_params(loss)
     hub = MessageHub.get_current_instance()

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from helpers import build_mmdetr, make_batch, mmdetr_cfg, preprocess
+from helpers import (build_mmdetr, head_outputs_and_targets, make_batch,
+                     mmdetr_cfg, preprocess)
 from mmdetr.models import DETRHead
 
 
@@ -133,19 +134,11 @@ def test_head_rejects_mismatched_positional_encoding():
                                      num_feats=8))
 
 
-def head_outputs_and_targets(model, data):
-    inputs = preprocess(model, data, True)
-    metas = [s.metainfo for s in inputs['data_samples']]
-    outs = model.bbox_head(model.extract_feat(inputs['inputs']), metas)
-    gt_bboxes = [s.gt_instances.bboxes for s in inputs['data_samples']]
-    gt_labels = [s.gt_instances.labels for s in inputs['data_samples']]
-    return outs, gt_bboxes, gt_labels, metas
-
-
-def test_batched_matching_gives_the_per_image_losses():
-    """loss() matches every layer and image in one batched pass; loss_single
-    without assignments runs the assigner per image (mmdet's way); both give
-    the same losses. One image has more boxes (25) than queries (20)."""
+def test_one_layer_alone_gives_its_losses_in_loss():
+    """loss() matches every layer at once; loss_single without matches
+    (mmdet 2.x's call) matches its one layer alone; each layer's losses are
+    bit-identical either way. One image has more boxes (25) than queries
+    (20)."""
     torch.manual_seed(0)
     model = build_mmdetr()
     model.train()
@@ -242,7 +235,7 @@ def test_loss_equals_the_per_image_reference():
     losses = head.loss(*outs, gt_bboxes, gt_labels, metas)
     cls_scores, bbox_preds = outs[0][-1], outs[1][-1]
     for layer, prefix in enumerate(['d0.', 'd1.', '']):
-        want = reference_layer_loss(head, cls_scores[layer],
+        want = reference_layer_loss(head.criterion, cls_scores[layer],
                                     bbox_preds[layer], gt_bboxes, gt_labels,
                                     metas)
         for name, value in zip(['loss_cls', 'loss_bbox', 'loss_iou'], want):
@@ -250,46 +243,6 @@ def test_loss_equals_the_per_image_reference():
             torch.testing.assert_close(losses[prefix + name], value,
                                        rtol=1e-6, atol=1e-7,
                                        msg=prefix + name)
-
-
-def test_mmdet2x_target_entry_points_equal_the_reference():
-    """get_targets and _get_target_single (mmdet 2.x's interface) match as a
-    batch of one set / one image and give the reference's dense targets."""
-    from references.reference_matching import reference_targets
-    torch.manual_seed(0)
-    model = build_mmdetr()
-    outs, gt_bboxes, gt_labels, metas = head_outputs_and_targets(
-        model, make_batch(num_boxes=(3, 0), seed=4))
-    head = model.bbox_head
-    cls_scores, bbox_preds = outs[0][-1][-1], outs[1][-1][-1]
-    batch = head.get_targets(list(cls_scores), list(bbox_preds), gt_bboxes,
-                             gt_labels, metas)
-    assert batch[4] == 3 and batch[5] == 2 * 20 - 3
-    # the same from the all-layer matching, this (last) layer selected
-    matches = head.match(outs[0][-1], outs[1][-1], gt_bboxes, gt_labels,
-                         metas).select(1)
-    given = head.get_targets(list(cls_scores), list(bbox_preds), gt_bboxes,
-                             gt_labels, metas, matches=matches)
-    assert given[4:] == batch[4:]
-    for got, want in zip(given[:4], batch[:4]):
-        for x, y in zip(got, want):
-            assert torch.equal(x, y)
-    for i in range(2):
-        want = reference_targets(head, cls_scores[i], bbox_preds[i],
-                                 gt_bboxes[i], gt_labels[i], metas[i])
-        single = head._get_target_single(cls_scores[i], bbox_preds[i],
-                                         gt_bboxes[i], gt_labels[i],
-                                         metas[i])
-        for k in range(4):
-            torch.testing.assert_close(single[k], want[k], rtol=0, atol=1e-7)
-            torch.testing.assert_close(batch[k][i], want[k], rtol=0,
-                                       atol=1e-7)
-        pos_inds, neg_inds = single[4], single[5]
-        assert len(pos_inds) == want[4] and len(neg_inds) == 20 - want[4]
-        assert torch.equal(single[3][pos_inds], torch.ones(want[4], 4))
-    with pytest.raises(NotImplementedError, match='gt_bboxes_ignore'):
-        head.loss_single(outs[0][-1][-1], outs[1][-1][-1], gt_bboxes,
-                         gt_labels, metas, [None, None])
 
 
 def test_head_with_mmdet_assigner_gives_the_same_losses():
@@ -303,15 +256,46 @@ def test_head_with_mmdet_assigner_gives_the_same_losses():
     head = model.bbox_head
     ours = head.loss(*outs, gt_bboxes, gt_labels, metas)
     from mmdetr.registry import build_task_util
-    head.assigner = build_task_util(dict(
+    head.criterion.assigner = build_task_util(dict(
         type='mmdet.HungarianAssigner',
         match_costs=[
             dict(type='mmdet.ClassificationCost', weight=1.),
             dict(type='mmdet.BBoxL1Cost', weight=5.0, box_format='xywh'),
             dict(type='mmdet.IoUCost', iou_mode='giou', weight=2.0)
         ]))
-    assert not hasattr(head.assigner, 'match')
+    assert not hasattr(head.criterion.assigner, 'match')
     theirs = head.loss(*outs, gt_bboxes, gt_labels, metas)
     for key, value in ours.items():
         torch.testing.assert_close(theirs[key], value, rtol=1e-6, atol=0,
                                    msg=key)
+
+
+def test_padding_mask_is_the_nearest_downsampled_input_mask():
+    """The mask built from each image's valid size equals the full
+    resolution mask downsampled with nearest interpolation (official DETR's
+    and mmdet's way), for many padded and feature sizes, odd ratios too."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    from mmdetr.models import feature_padding_mask
+    rng = np.random.default_rng(0)
+    padded = 0
+    for _ in range(30):
+        big_h, big_w = (int(v) for v in rng.integers(33, 900, 2))
+        shapes = [(int(rng.integers(1, big_h + 1)),
+                   int(rng.integers(1, big_w + 1))) for _ in range(3)]
+        shapes[0] = (big_h, shapes[0][1])
+        shapes[1] = (shapes[1][0], big_w)
+        full = torch.ones(3, big_h, big_w)
+        for i, (h, w) in enumerate(shapes):
+            full[i, :h, :w] = 0
+        # ResNet's stride-32 size, or any other
+        for h, w in [(-(-big_h // 32), -(-big_w // 32)),
+                     tuple(int(v) for v in rng.integers(1, 12, 2))]:
+            feats = torch.zeros(3, 1, h, w)
+            want = F.interpolate(full[None], size=(h, w)).bool()[0]
+            got = feature_padding_mask(torch.tensor(shapes),
+                                       torch.tensor([big_h, big_w]), feats)
+            assert torch.equal(got, want), (big_h, big_w, shapes, h, w)
+            padded += bool(want.any())
+    assert padded > 10  # the batches were padded

@@ -1,6 +1,9 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
+"""HungarianAssigner: ``assign`` with mmdet 3.x's contract for any match
+cost, and ``match``, the batched matching of every layer and image."""
 import itertools
 
+import numpy as np
 import pytest
 import torch
 from mmengine.structures import InstanceData
@@ -51,7 +54,7 @@ def brute_force_min(cost):
 def test_solver_finds_the_optimum(num_preds, num_gts, gen):
     for _ in range(5):
         cost = torch.rand(num_preds, num_gts, generator=gen)
-        rows, cols = solve_assignment(cost)
+        rows, cols = solve_assignment(cost.numpy())
         assert len(rows) == min(num_preds, num_gts)
         assert len(set(rows)) == len(rows) and len(set(cols)) == len(cols)
         total = cost[rows, cols].sum().item()
@@ -91,19 +94,21 @@ def test_single_cost_dict_and_empty_list():
                .match_costs) == 1
     with pytest.raises(ValueError, match='match_costs'):
         HungarianAssigner([])
+    with pytest.raises(AssertionError):  # as mmdet's assigner
+        HungarianAssigner([])
 
 
 def test_missing_scipy_gives_install_hint(monkeypatch):
     import mmdetr.models.hungarian_assigner as mod
     monkeypatch.setattr(mod, 'linear_sum_assignment', None)
     with pytest.raises(ImportError, match='pip install scipy'):
-        solve_assignment(torch.zeros(2, 2))
+        solve_assignment(torch.zeros(2, 2).numpy())
 
 
 def batch_of_instances(num_sets, num_preds, num_gts_list, gen, sizes,
                        num_classes=4):
-    """Predictions for ``num_sets`` decoder layers of a batch, as the head
-    hands them to ``assign_batch``, and each image's ground truths."""
+    """Predictions for ``num_sets`` decoder layers of a batch, as the set
+    criterion hands them to ``match``, and each image's ground truths."""
     scores = torch.randn(num_sets, len(num_gts_list), num_preds,
                          num_classes + 1, generator=gen)
     bboxes, gt_labels, gt_bboxes, metas = [], [], [], []
@@ -121,61 +126,52 @@ def batch_of_instances(num_sets, num_preds, num_gts_list, gen, sizes,
     return scores, torch.stack(bboxes, 1), gt_labels, gt_bboxes, metas
 
 
-def assert_same_result(batched, single):
-    assert batched.num_gts == single.num_gts
-    assert torch.equal(batched.gt_inds, single.gt_inds)
-    assert torch.equal(batched.labels, single.labels)
-
-
 @pytest.mark.parametrize('costs', [
     COSTS,
     [dict(type='BBoxL1Cost', weight=1.0, box_format='xyxy'),
      dict(type='IoUCost', iou_mode='iou', weight=3.0)],
 ])
-def test_batch_assignment_equals_per_image_reference(costs, gen):
-    """One batched call for 3 layers x 5 images gives, for every (layer,
-    image), what the per-image reference (tests/references/reference_matching.py) and
-    ``assign`` give for that image alone; the images have no ground truth,
-    fewer, as many, and more ground truths than the 6 predictions."""
+def test_batch_matching_equals_per_image_reference(costs, gen):
+    """One batched ``match`` for 3 layers x 5 images gives, for every
+    (layer, image), what the per-image reference
+    (tests/references/reference_matching.py) and ``assign`` give for that
+    image alone; the images have no ground truth, fewer, as many, and more
+    ground truths than the 6 predictions."""
     num_gts = [0, 2, 6, 9, 4]
     sizes = [(120, 160), (300, 200), (64, 64), (480, 640), (100, 333)]
     scores, bboxes, gt_labels, gt_bboxes, metas = batch_of_instances(
         3, 6, num_gts, gen, sizes)
     assigner = HungarianAssigner(costs)
-    results = assigner.assign_batch(scores, bboxes, gt_labels, gt_bboxes,
-                                    metas)
-    assert len(results) == 3 and all(len(r) == 5 for r in results)
+    gt_inds = assigner.match(scores, bboxes, gt_labels, gt_bboxes, metas)
+    assert gt_inds.shape == (3, 5, 6) and gt_inds.dtype == np.int64
     for n in range(3):
         for i in range(5):
             pred = InstanceData(scores=scores[n, i], bboxes=bboxes[n, i])
             gt = InstanceData(labels=gt_labels[i], bboxes=gt_bboxes[i])
-            gt_inds, labels = reference_assign(assigner.match_costs, pred,
-                                               gt, metas[i])
-            assert torch.equal(results[n][i].gt_inds, gt_inds)
-            assert torch.equal(results[n][i].labels, labels)
-            assert results[n][i].num_gts == num_gts[i]
-            assert_same_result(assigner.assign(pred, gt, metas[i]),
-                               results[n][i])
-            assert (gt_inds > 0).sum().item() == min(6, num_gts[i])
+            want, labels = reference_assign(assigner.match_costs, pred, gt,
+                                            metas[i])
+            assert torch.equal(torch.from_numpy(gt_inds[n, i]), want)
+            single = assigner.assign(pred, gt, metas[i])
+            assert torch.equal(single.gt_inds, want)
+            assert torch.equal(single.labels, labels)
+            assert single.num_gts == num_gts[i]
+            assert (want > 0).sum().item() == min(6, num_gts[i])
     # the layers really differ, so equality above is not by accident
-    assert not torch.equal(results[0][3].gt_inds, results[1][3].gt_inds)
+    assert not (gt_inds[0, 3] == gt_inds[1, 3]).all()
 
 
-def test_batch_assignment_without_any_ground_truth(gen):
+def test_batch_matching_without_any_ground_truth(gen):
     scores, bboxes, gt_labels, gt_bboxes, metas = batch_of_instances(
         2, 5, [0, 0], gen, [(50, 60), (70, 80)])
-    results = HungarianAssigner(COSTS).assign_batch(scores, bboxes,
-                                                    gt_labels, gt_bboxes,
-                                                    metas)
-    for result in (r for layer in results for r in layer):
-        assert result.num_gts == 0
-        assert (result.gt_inds == 0).all() and (result.labels == -1).all()
+    gt_inds = HungarianAssigner(COSTS).match(scores, bboxes, gt_labels,
+                                             gt_bboxes, metas)
+    assert gt_inds.shape == (2, 2, 5) and (gt_inds == 0).all()
 
 
-def test_batch_assignment_with_mmdet_costs(gen):
-    """Costs without ``batched`` (mmdet's own, through the registry) still
-    work, scored image by image into the same structure, with the answer of
-    the per-image reference and of mmdetr's costs."""
+def test_batch_matching_with_mmdet_costs(gen):
+    """Costs without ``batched`` (mmdet's own) still work, scored image by
+    image into the same padded costs, with the answer of the per-image
+    reference and of mmdetr's costs."""
     from mmdet.models.task_modules.assigners import match_cost as mmdet_costs
     scores, bboxes, gt_labels, gt_bboxes, metas = batch_of_instances(
         2, 5, [3, 7], gen, [(50, 60), (70, 80)])
@@ -184,50 +180,54 @@ def test_batch_assignment_with_mmdet_costs(gen):
         mmdet_costs.BBoxL1Cost(weight=5., box_format='xywh'),
         mmdet_costs.IoUCost(iou_mode='giou', weight=2.)
     ])
-    assert not theirs._batchable()
-    ours = HungarianAssigner(COSTS)
-    expected = ours.assign_batch(scores, bboxes, gt_labels, gt_bboxes, metas)
-    results = theirs.assign_batch(scores, bboxes, gt_labels, gt_bboxes,
-                                  metas)
-    for n, (got_layer, want_layer) in enumerate(zip(results, expected)):
-        for i, (got, want) in enumerate(zip(got_layer, want_layer)):
-            assert_same_result(got, want)
-            gt_inds, _ = reference_assign(
+    expected = HungarianAssigner(COSTS).match(scores, bboxes, gt_labels,
+                                              gt_bboxes, metas)
+    got = theirs.match(scores, bboxes, gt_labels, gt_bboxes, metas)
+    assert (got == expected).all()
+    for n in range(2):
+        for i in range(2):
+            want, _ = reference_assign(
                 theirs.match_costs,
                 InstanceData(scores=scores[n, i], bboxes=bboxes[n, i]),
                 InstanceData(labels=gt_labels[i], bboxes=gt_bboxes[i]),
                 metas[i])
-            assert torch.equal(got.gt_inds, gt_inds)
+            assert torch.equal(torch.from_numpy(got[n, i]), want)
 
 
-def test_batch_assignment_checks_lengths(gen):
+def test_batch_matching_checks_lengths(gen):
     scores, bboxes, gt_labels, gt_bboxes, metas = batch_of_instances(
         1, 5, [1, 2], gen, [(50, 60), (70, 80)])
     with pytest.raises(ValueError, match='2 images but 1 label lists'):
-        HungarianAssigner(COSTS).assign_batch(scores, bboxes, gt_labels[:1],
-                                              gt_bboxes, metas)
+        HungarianAssigner(COSTS).match(scores, bboxes, gt_labels[:1],
+                                       gt_bboxes, metas)
+
+
+@pytest.mark.parametrize('cost', [
+    dict(type='DiceCost'),
+    dict(type='CrossEntropyLossCost'),
+    dict(type='FocalLossCost', binary_input=True),
+])
+def test_assign_takes_any_registered_cost_mask_costs_too(cost, gen):
+    """mmdet 3.x's contract: ``assign`` calls each cost with the instances;
+    mask costs read ``masks`` (no boxes at all)."""
+    gt = InstanceData(labels=torch.tensor([1, 20]),
+                      masks=torch.randint(0, 2, (2, 10, 10), generator=gen))
+    pred = InstanceData(scores=torch.rand(4, 25, generator=gen),
+                        masks=torch.rand(4, 10, 10, generator=gen))
+    assigner = HungarianAssigner(cost)
+    result = assigner.assign(pred, gt, img_meta=dict(img_shape=(10, 10)))
+    matched = result.gt_inds > 0
+    assert matched.sum() == 2 and (result.labels[matched] > -1).all()
+    want, _ = reference_assign(assigner.match_costs, pred, gt,
+                               dict(img_shape=(10, 10)))
+    assert torch.equal(result.gt_inds, want)
+    empty = InstanceData(labels=torch.zeros(0, dtype=torch.long),
+                         masks=torch.zeros(0, 10, 10, dtype=torch.long))
+    result = assigner.assign(pred, empty, img_meta=None)
+    assert (result.gt_inds == 0).all() and (result.labels == -1).all()
 
 
 def test_l1_cost_without_image_size_is_named(gen):
     pred, gt = random_instances(4, 2, gen)
     with pytest.raises(ValueError, match='img_shape'):
         HungarianAssigner(COSTS).assign(pred, gt, None)
-
-
-def test_match_packs_what_the_loss_needs(gen):
-    """``match`` gives, besides the per-prediction matches, the flat indices
-    of the matched predictions and their ground truths, and their count per
-    set, consistent with each other."""
-    num_gts = [2, 0, 4]
-    scores, bboxes, gt_labels, gt_bboxes, metas = batch_of_instances(
-        2, 5, num_gts, gen, [(50, 60), (70, 80), (90, 40)])
-    matches = HungarianAssigner(COSTS).match(scores, bboxes, gt_labels,
-                                             gt_bboxes, metas)
-    assert matches.num_pos == [6, 6] and matches.num_gts == num_gts
-    assert matches.num_pos_device.tolist() == [6., 6.]
-    for n in range(2):
-        pos_pred = matches.pos_pred_of(n)
-        flat = matches.gt_inds[n].reshape(-1)
-        assert torch.equal(pos_pred, torch.nonzero(flat).squeeze(1))
-        img, gt = pos_pred // 5, flat[pos_pred] - 1
-        assert torch.equal(matches.pos_gt_of(n), img * 4 + gt)

@@ -64,7 +64,9 @@ def test_row_is_the_ratio_of_medians_with_the_per_round_spread(tool):
 
 def test_match_rows_compare_the_same_work(tool):
     """mmdet's per-image assigner calls and mmdetr's batched call give the
-    same assignment and the same targets for every layer and image."""
+    same assignment, and mmdet's dense targets are mmdetr's matched
+    targets, for every layer and image."""
+    from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
     torch.manual_seed(0)
     ref, ours = build_mmdet(), build_mmdetr()
     args = tool.parse_args(['--match-batch', '3', '--match-gts', '25'])
@@ -75,12 +77,16 @@ def test_match_rows_compare_the_same_work(tool):
         calls = work.mmdet_assigner_calls(ref.bbox_head, cls, box,
                                           gt_instances, metas)
         theirs = work.mmdet_match(ref.bbox_head, calls)
-        mine = work.mmdetr_match(ours.bbox_head, cls, box, gt_bboxes,
+        boxes = torch.stack([
+            torch.stack([calls[n * 3 + i]['pred_instances'].bboxes
+                         for i in range(3)]) for n in range(2)
+        ])
+        mine = work.mmdetr_match(ours.bbox_head, cls, boxes, gt_bboxes,
                                  gt_labels, metas)
         their_targets = work.mmdet_targets(ref.bbox_head, cls, box,
                                            gt_instances, metas)
-        my_targets = work.mmdetr_targets(ours.bbox_head, cls, box,
-                                         gt_bboxes, gt_labels, metas)
+        matches = work.mmdetr_targets(ours.bbox_head, cls, box, gt_bboxes,
+                                      gt_labels, metas)
     # recorded from mmdet's own head (its assigner is back in place):
     # [layer][image] order, boxes converted to absolute x1y1x2y2
     assert type(ref.bbox_head.assigner).__module__.startswith('mmdet.')
@@ -89,23 +95,33 @@ def test_match_rows_compare_the_same_work(tool):
     torch.testing.assert_close(
         calls[4]['pred_instances'].bboxes[:, 2:],
         (box[1, 1, :, :2] + box[1, 1, :, 2:] / 2) * torch.tensor([w, h]))
-    mine = [r for layer in mine for r in layer]
-    assert len(theirs) == len(mine) == 6
-    for a, b in zip(theirs, mine):
-        assert torch.equal(a.gt_inds, b.gt_inds)
-        assert torch.equal(a.labels, b.labels)
-        assert (b.gt_inds > 0).sum() == 20  # 25 boxes, 20 queries
-    for a, b in zip(their_targets, my_targets):
-        for their_list, my_list in zip(a[:4], b[:4]):
-            for x, y in zip(their_list, my_list):
-                torch.testing.assert_close(y, x, rtol=0, atol=0)
-        assert a[4:] == b[4:]  # numbers of positives and negatives
+    assert len(theirs) == 6 and mine.shape == (2, 3, 20)
+    for k, a in enumerate(theirs):
+        n, i = divmod(k, 3)
+        assert torch.equal(a.gt_inds, torch.from_numpy(mine[n, i]))
+        assert torch.equal(a.gt_inds, matches.gt_inds[n, i])
+        assert (a.gt_inds > 0).sum() == 20  # 25 boxes, 20 queries
+    for n, (labels, _, bbox_targets, bbox_weights, num_pos,
+            _) in enumerate(their_targets):
+        assert num_pos == matches.num_pos[n] == 60
+        for i in range(3):
+            assert torch.equal(labels[i], matches.labels[n, i])
+            pos = bbox_weights[i][:, 0] > 0
+            assert torch.equal(pos, matches.gt_inds[n, i] > 0)
+            # the matched boxes, normalised (cx, cy, w, h)
+            mine_i = matches.pos_img[n] == i
+            target = bbox_xyxy_to_cxcywh(
+                matches.gt_bboxes[i, matches.pos_gt[n][mine_i]] /
+                matches.factors[i])
+            torch.testing.assert_close(
+                bbox_targets[i][matches.pos_query[n][mine_i]], target,
+                rtol=0, atol=0)
 
 
 def test_host_syncs_row_counts_each_models_training_step(tool):
     """The 'train host syncs' row: mmdet 3.3's step waits for the device
-    many times (per-image targets, per-key log reads); mmdetr's at most 3
-    times, the matches' copy back to the device included."""
+    many times (per-image targets, per-key log reads); mmdetr's 3 times,
+    the matches' copy back to the device included."""
     from mmengine.config import ConfigDict
     torch.manual_seed(0)
     ref, ours = build_mmdet(), build_mmdetr()
@@ -116,5 +132,5 @@ def test_host_syncs_row_counts_each_models_training_step(tool):
         clip_grad=dict(max_norm=0.1, norm_type=2))
     bench = tool.workloads.Bench(ref, ours, optim_cfg, args)
     theirs, mine = tool.workloads.train_host_syncs(bench)
-    assert mine <= 3
+    assert mine == 3
     assert theirs > 10

@@ -14,7 +14,7 @@ from mmdetr.utils import load_checkpoint_file
 from mmdetr.utils.convert import convert_state_dict
 from references.reference_detr import official_state_dict
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from helpers import ROOT  # noqa: E402
 TOOL = osp.join(ROOT, 'tools', 'model_converters', 'detr_to_mmdetr.py')
 
 
@@ -143,7 +143,7 @@ def test_keys_that_do_not_load_strictly_are_named(tmp_path):
     assert 'missing' in str(code)
     assert 'decoder_layers.2.' in str(code)
     # the classifier is no longer a mismatch: it is rebuilt for the
-    # config's classes (tests/test_finetune.py); the rest is still named
+    # config's classes (tests/tools/test_finetune.py); the rest is still named
     assert 'bbox_head.fc_cls' not in str(code)
     assert not dst.exists()
 
