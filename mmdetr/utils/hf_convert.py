@@ -182,7 +182,8 @@ def _merge_qkv(state_dict: Dict[str, Tensor]) -> 'OrderedDict[str, Tensor]':
 
 
 def _split_qkv(state_dict: Dict[str, Tensor]) -> 'OrderedDict[str, Tensor]':
-    """The inverse of :func:`_merge_qkv`."""
+    """The inverse of :func:`_merge_qkv` (each part a copy, not a view of
+    ``in_proj_*``)."""
     out = OrderedDict()
     for key, value in state_dict.items():
         match = re.match(r'^(.*\.)in_proj_(weight|bias)$', key)
@@ -190,7 +191,7 @@ def _split_qkv(state_dict: Dict[str, Tensor]) -> 'OrderedDict[str, Tensor]':
             out[key] = value
             continue
         for x, part in zip('qkv', value.chunk(3)):
-            out[f'{match[1]}{x}_proj.{match[2]}'] = part
+            out[f'{match[1]}{x}_proj.{match[2]}'] = part.clone()
     return out
 
 
@@ -513,9 +514,10 @@ def mmdetr_to_hf(state_dict: Dict[str, Tensor], layout: str,
         raise HFConversionError(
             f'{len(unplaced)} keys have no place in transformers\' DETR, '
             f'e.g. {unplaced[:5]}')
+    # safetensors wants contiguous tensors that share no memory (the q/k/v
+    # chunks are copies already)
     return OrderedDict(
-        (k, v.detach().to(memory_format=torch.contiguous_format).clone())
-        for k, v in _split_qkv(theirs).items())
+        (k, v.detach().contiguous()) for k, v in _split_qkv(theirs).items())
 
 
 # ------------------------------------------------------- mmdetr's model side

@@ -13,6 +13,7 @@ import re
 import torch
 
 from .batches import preprocess
+from .parity import randomize_
 
 TINY_HF = dict(
     num_queries=7, d_model=32, encoder_layers=2, decoder_layers=2,
@@ -24,31 +25,11 @@ TINY_RESNET50 = dict(
     layer_type='bottleneck', out_features=['stage4'])
 
 
-def randomize_hf_(model, seed=0):
-    """Every floating tensor of ``model`` random (norm weights and BN
-    statistics too), at scales that keep a deep ResNet finite."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, value in model.state_dict().items():
-            if not value.is_floating_point():
-                continue
-            if name.endswith('running_var'):
-                value.copy_(torch.rand(value.shape, generator=gen) + 0.5)
-            elif value.dim() == 1:
-                mean = 1.0 if name.endswith('weight') else 0.0
-                value.copy_(torch.randn(value.shape, generator=gen) * 0.1 +
-                            mean)
-            else:
-                fan_in = value[0].numel()
-                value.copy_(torch.randn(value.shape, generator=gen) *
-                            fan_in**-0.5)
-    return model
-
-
 def tiny_hf_detr(labels=('dog', 'cat', 'bird'), seed=0, resnet=None,
                  **overrides):
     """A random ``DetrForObjectDetection`` with transformers' own ResNet
-    (no timm needed), in evaluation mode."""
+    (no timm needed), in evaluation mode: transformers' initialisation, every
+    norm and BN statistic perturbed too (:func:`randomize_`)."""
     from transformers import DetrConfig, DetrForObjectDetection, ResNetConfig
     config = DetrConfig(
         backbone_config=ResNetConfig(**(resnet or TINY_RESNET50)),
@@ -56,7 +37,7 @@ def tiny_hf_detr(labels=('dog', 'cat', 'bird'), seed=0, resnet=None,
         id2label=dict(enumerate(labels)),
         label2id={name: i for i, name in enumerate(labels)},
         **dict(TINY_HF, **overrides))
-    return randomize_hf_(DetrForObjectDetection(config), seed).eval()
+    return randomize_(DetrForObjectDetection(config), seed).eval()
 
 
 def hf_inputs(inputs):
@@ -116,40 +97,6 @@ def official_to_hf_timm(state_dict):
                 out[f'{match[1]}.{x}_proj.{match[2]}'] = part.clone()
         else:
             out[key] = value
-    return out
-
-
-def hf_timm_to_official(state_dict):
-    """The inverse of :func:`official_to_hf_timm`, for the layout mmdetr
-    writes DC5 models in."""
-    out = {}
-    inverse = [
-        (r'^model\.backbone\.conv_encoder\.model\.', 'backbone.0.body.'),
-        (r'^model\.input_projection\.', 'input_proj.'),
-        (r'^model\.query_position_embeddings\.', 'query_embed.'),
-        (r'^model\.decoder\.layernorm\.', 'transformer.decoder.norm.'),
-        (r'^model\.(encoder|decoder)\.layers\.', r'transformer.\1.layers.'),
-        (r'\.encoder_attn\.', '.multihead_attn.'),
-        (r'\.fc([12])\.', r'.linear\1.'),
-        (r'(encoder\.layers\.\d+)\.self_attn_layer_norm\.', r'\1.norm1.'),
-        (r'(encoder\.layers\.\d+)\.final_layer_norm\.', r'\1.norm2.'),
-        (r'(decoder\.layers\.\d+)\.self_attn_layer_norm\.', r'\1.norm1.'),
-        (r'(decoder\.layers\.\d+)\.encoder_attn_layer_norm\.', r'\1.norm2.'),
-        (r'(decoder\.layers\.\d+)\.final_layer_norm\.', r'\1.norm3.'),
-        (r'^class_labels_classifier\.', 'class_embed.'),
-        (r'^bbox_predictor\.', 'bbox_embed.'),
-    ]
-    parts = {}
-    for key, value in state_dict.items():
-        for pattern, repl in inverse:
-            key = re.sub(pattern, repl, key)
-        match = re.match(r'^(.*)\.([qkv])_proj\.(weight|bias)$', key)
-        if match:
-            parts.setdefault((match[1], match[3]), {})[match[2]] = value
-        else:
-            out[key] = value
-    for (base, kind), qkv in parts.items():
-        out[f'{base}.in_proj_{kind}'] = torch.cat([qkv[x] for x in 'qkv'])
     return out
 
 

@@ -23,6 +23,7 @@ DC5 = dict(type='DilatedResNet', strides=(1, 2, 2, 1), dilations=(1, 1, 1, 2))
 # transformer
 OFFICIAL_DC5 = dict(depth=50, width=16, d=32, ffn=64, enc=1, dec=1,
                     queries=10)
+SIZES = ((64, 96), (80, 56))  # two images, so the batch is padded
 MMDETR_DC5 = dict(depth=50, embed_dims=32, ffn=64, enc=1, dec=1, queries=10,
                   num_classes=80)
 
@@ -91,10 +92,14 @@ def outputs(model, data):
 
 
 def test_official_dc5_checkpoint_matches_official_dc5(official_dc5):
+    """Converted into the DC5 model, official DETR-DC5's outputs; into
+    mmdet's ResNet with the same strides and dilations (which dilates
+    layer4's first block too), other outputs: why DilatedResNet exists."""
+    converted = convert_state_dict(official_dc5, 'official')
     model = build(dc5_cfg())
-    model.load_state_dict(convert_state_dict(official_dc5, 'official'),
-                          strict=True)
-    images, shapes, cls, boxes = outputs(model, make_batch(num_classes=80))
+    model.load_state_dict(converted, strict=True)
+    data = make_batch(sizes=SIZES, num_classes=80)
+    images, shapes, cls, boxes = outputs(model, data)
     with torch.no_grad():
         ref_logits, ref_boxes = official_forward(official_dc5, images,
                                                  shapes, 4, dilation=True)
@@ -102,17 +107,8 @@ def test_official_dc5_checkpoint_matches_official_dc5(official_dc5):
                                atol=1e-4)
     torch.testing.assert_close(boxes, ref_boxes, rtol=1e-4, atol=1e-4)
 
-
-def test_mmdets_dilated_resnet_computes_something_else(official_dc5):
-    """Why DilatedResNet exists: mmdet's ResNet with the same strides and
-    dilations dilates layer4's first block too, and misses official
-    DETR-DC5's outputs on the same weights."""
-    model = build(dc5_cfg(type='ResNet'))
-    model.load_state_dict(convert_state_dict(official_dc5, 'official'),
-                          strict=True)
-    assert model.backbone.layer4[0].conv2.dilation == (2, 2)
-    images, shapes, cls, _ = outputs(model, make_batch(num_classes=80))
-    with torch.no_grad():
-        ref_logits, _ = official_forward(official_dc5, images, shapes, 4,
-                                         dilation=True)
+    mmdet_dilated = build(dc5_cfg(type='ResNet'))
+    mmdet_dilated.load_state_dict(converted, strict=True)
+    assert mmdet_dilated.backbone.layer4[0].conv2.dilation == (2, 2)
+    _, _, cls, _ = outputs(mmdet_dilated, data)
     assert (cls - ref_logits[..., KEEP]).abs().max() > 1e-3

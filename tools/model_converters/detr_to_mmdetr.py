@@ -121,10 +121,17 @@ def build_target_model(cfg):
     import mmdet.models  # noqa: F401  registers mmdet's modules
     if isinstance(cfg, str):
         cfg = load_target_config(cfg)
+    model_cfg = copy.deepcopy(cfg.model)
+    if model_cfg.get('type') == 'mmdetr.DETR' or (
+            model_cfg.get('_scope_') == 'mmdetr'
+            and model_cfg.get('type') == 'DETR'):
+        # the model only receives the weights: a channels-last layout would
+        # convert each of them twice for nothing
+        model_cfg['channels_last'] = False
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope(
             cfg.get('default_scope', 'mmdet')):
-        return MODELS.build(copy.deepcopy(cfg.model))
+        return MODELS.build(model_cfg)
 
 
 def fit_classifier(model, state_dict, ckpt_classes, cfg):
@@ -251,11 +258,14 @@ def fit_hf_model(args, cfg, hf_arch, classes):
         return model, config
     default_model = cfg.model.to_dict()
     cfg.model = apply_arch(default_model, hf_arch, len(classes))
-    print(f'a config for these weights needs, on {osp.relpath(config)}: '
-          f'model = {config_delta(default_model, cfg.model.to_dict())}')
+    delta = config_delta(default_model, cfg.model.to_dict())
     if classes != config_classes(cfg)[0]:
-        print(f'and their classes: num_classes={len(classes)}, '
-              f'metainfo=dict(classes={tuple(classes)}) in its datasets')
+        print(f'their classes are not the config\'s: a config for them '
+              f'needs metainfo=dict(classes={tuple(classes)}) in its '
+              'datasets')
+    base = osp.relpath(config, ROOT)
+    print(f'a config for these weights is {base} with model = {delta}'
+          if delta else f'{base} fits these weights')
     return build_target_model(cfg), \
         f'{config} changed to the {CONFIG_FILE} of {args.src}'
 
