@@ -530,15 +530,18 @@ def arch_from_model(model) -> DetrArch:
             sigmoid classifier, another positional encoding ...
     """
     from mmdet.models.backbones import ResNet
-    from mmdet.models.backbones.resnet import Bottleneck
+    from mmdet.models.backbones.resnet import BasicBlock, Bottleneck
 
     def refuse(what, why):
         raise HFConversionError(f'the model\'s {what}: {why}')
 
     backbone = model.backbone
-    if not isinstance(backbone, ResNet):
+    # mmdet's plain blocks only: ResNeXt, Res2Net, ResNeSt ... are ResNet
+    # subclasses with blocks of their own
+    if not isinstance(backbone, ResNet) or type(
+            backbone.layer1[0]) not in (BasicBlock, Bottleneck):
         refuse('backbone', f'{type(backbone).__name__}: transformers\' DETR '
-               'holds a ResNet (transformers\' own or timm\'s) only')
+               'holds a plain ResNet (transformers\' own or timm\'s) only')
     for attr, want in (('num_stages', 4), ('out_indices', (3, )),
                        ('style', 'pytorch'), ('deep_stem', False),
                        ('avg_down', False), ('dcn', None), ('plugins', None)):

@@ -279,6 +279,20 @@ def test_other_timm_backbones_are_refused(backbone):
         hf_to_mmdetr(official_to_hf_timm(official), config, [])
 
 
+def test_r101_timm_layout():
+    """ResNet-101 (the hub's facebook/detr-resnet-101 layout): depth from
+    the weights, agreeing with config.json's backbone."""
+    official = official_state_dict(depth=101, width=8, d=32, ffn=64, enc=1,
+                                   dec=1, queries=7, num_logits=4)
+    config = hf_timm_config(depth=101, encoder_layers=1, decoder_layers=1)
+    sd, _, arch = hf_to_mmdetr(official_to_hf_timm(official), config, [])
+    assert (arch.depth, arch.base_channels) == (101, 8)
+    assert 'backbone.layer3.22.conv3.weight' in sd
+    with pytest.raises(HFConversionError, match="backbone='resnet50'"):
+        hf_to_mmdetr(official_to_hf_timm(official),
+                     dict(config, backbone='resnet50'), [])
+
+
 def test_incomplete_attention_is_refused():
     state_dict = {
         k: v
@@ -291,6 +305,7 @@ def test_incomplete_attention_is_refused():
 
 EXPORT_REFUSED = {
     'pre-norm': (dict(normalize_before=True), 'pre-norm'),
+    'ResNeXt': (dict(depth=50), 'ResNeXt.*plain ResNet'),
     'sigmoid': (dict(), 'sigmoid'),
     'mmdet dilation': (dict(), 'use DilatedResNet'),
 }
@@ -303,6 +318,8 @@ def test_what_transformers_cannot_hold_is_refused(kind, tmp_path):
     if kind == 'sigmoid':
         cfg['bbox_head']['loss_cls'] = dict(type='FocalLoss',
                                             use_sigmoid=True)
+    if kind == 'ResNeXt':
+        cfg['backbone'].update(type='mmdet.ResNeXt', groups=4, base_width=4)
     if kind == 'mmdet dilation':
         cfg['backbone'].update(strides=(1, 2, 2, 1), dilations=(1, 1, 1, 2))
     model = build(cfg)

@@ -53,7 +53,13 @@ DEFAULT_CONFIGS = {
     'mmdet3': 'mmdet::detr/detr_r50_8xb2-150e_coco.py',
 }
 HF = 'hf'  # Hugging Face transformers' DETR, as --from and --to
-DEFAULT_CONFIGS[HF] = DEFAULT_CONFIGS['mmdetr']
+
+
+def default_config(layout: str) -> str:
+    """The config of the model a ``--to layout`` result must load into when
+    no ``--config`` is given (an export to transformers starts from
+    mmdetr's model)."""
+    return DEFAULT_CONFIGS['mmdetr' if layout == HF else layout]
 # Fields of the official ``args`` that the weights do not show but a config
 # must match (heads, dilation) or that say which config fits.
 OFFICIAL_ARGS = ('backbone', 'dilation', 'position_embedding', 'hidden_dim',
@@ -245,7 +251,7 @@ def fit_hf_model(args, cfg, hf_arch, classes):
     Returns:
         tuple: the model and where its config came from (for messages).
     """
-    config = args.config or DEFAULT_CONFIGS[args.dst_layout]
+    config = args.config or default_config(args.dst_layout)
     if args.config:
         model = build_target_model(cfg)
         try:
@@ -286,11 +292,11 @@ def main(argv=None) -> int:
     for note in notes:
         print(note)
 
-    cfg = load_target_config(args.config or DEFAULT_CONFIGS[args.dst_layout])
+    cfg = load_target_config(args.config or default_config(args.dst_layout))
     if hf_arch is not None:
         model, config = fit_hf_model(args, cfg, hf_arch, ckpt_classes)
     else:
-        config = args.config or DEFAULT_CONFIGS[args.dst_layout]
+        config = args.config or default_config(args.dst_layout)
         model = build_target_model(cfg)
     if hf_arch is not None and not args.config:
         model_classes = ckpt_classes  # the model was made for them
