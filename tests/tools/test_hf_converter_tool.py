@@ -68,8 +68,13 @@ def convert(*args):
 
 def build_from(config, checkpoint):
     """The model of ``config`` with ``checkpoint``'s weights, as
-    tools/demo/image_demo.py builds it."""
-    return image_demo.init_model(config, str(checkpoint), 'cpu')
+    tools/demo/image_demo.py builds it (without weights: its model,
+    built as a runner builds it)."""
+    if checkpoint is not None:
+        return image_demo.init_model(config, str(checkpoint), 'cpu')
+    from mmengine.registry import MODELS, DefaultScope
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        return MODELS.build(Config.fromfile(config).model)
 
 
 @pytest.fixture(scope='module')
@@ -230,6 +235,20 @@ def test_unexportable_model_is_refused_with_the_reason(tmp_path):
     assert not (tmp_path / 'out').exists()
 
 
+def test_mmdetr_convert_scheme_reads_a_transformers_directory(
+        hf_dir, hf_model, tmp_path):
+    from mmengine.runner import load_checkpoint
+    model = build_from(write_config(tmp_path), None)
+    checkpoint = load_checkpoint(model, CONVERT_PREFIX + str(hf_dir),
+                                 strict=True)
+    assert checkpoint['meta']['dataset_meta']['classes'] == ('dog', 'cat',
+                                                             'bird')
+    assert checkpoint['meta']['hf_architecture']['num_heads'] == 4
+    assert_matches_hf(model, hf_model, make_batch(
+        sizes=((64, 96), (80, 56)), num_boxes=(1, 0), num_classes=3))
+
+
+@pytest.mark.slow  # mmengine's Runner runs a process (collect_env)
 def test_load_from_a_transformers_directory(hf_dir, hf_model, tmp_path):
     from mmdetr.engine import Runner
     cfg = Config.fromfile(write_config(tmp_path))

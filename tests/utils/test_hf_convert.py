@@ -114,7 +114,8 @@ def test_mmdetr_model_exports_to_transformers(tmp_path):
         depth=50, embed_dims=32, ffn=64, enc=2, dec=1, queries=6,
         num_classes=2)))
     cfg.model['backbone']['base_channels'] = 8
-    cfg.model['bbox_head'].update(in_channels=256, num_query_groups=2)
+    cfg.model['bbox_head'].update(type='GroupDETRHead', in_channels=256,
+                                  num_query_groups=2)
     torch.manual_seed(0)
     model = build(cfg.model)
     from helpers import randomize_
