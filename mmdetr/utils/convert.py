@@ -182,8 +182,8 @@ def keep_classifier_rows(state_dict: 'OrderedDict[str, Tensor]',
     return out
 
 
-def add_bn_counters(state_dict: 'OrderedDict[str, Tensor]',
-                    notes: List[str], source: str) -> 'OrderedDict[str, Tensor]':
+def add_bn_counters(state_dict: 'OrderedDict[str, Tensor]', notes: List[str],
+                    source: str) -> 'OrderedDict[str, Tensor]':
     """Frozen BatchNorm: ``FrozenBatchNorm2d`` (official DETR, Hugging Face
     transformers) has no ``num_batches_tracked``; mmdet's ResNet uses
     ``nn.BatchNorm2d``, which has it. Add it as 0, right after each

@@ -74,22 +74,19 @@ def _hf_resnet_rules() -> Rules:
     """mmdet's ResNet <-> transformers' ResNet: stem, then per stage S
     (mmdet's ``layerS``, transformers' ``stages.{S-1}``) each block's convK/
     bnK (``layer.{K-1}``) and downsample (``shortcut``)."""
-    rules = [
-        ('backbone.conv1.{p}', _BACKBONE + 'embedder.embedder.convolution.{p}'),
-        ('backbone.bn1.{p}', _BACKBONE + 'embedder.embedder.normalization.{p}'),
-    ]
+    stem = _BACKBONE + 'embedder.embedder.'
+    rules = [('backbone.conv1.{p}', stem + 'convolution.{p}'),
+             ('backbone.bn1.{p}', stem + 'normalization.{p}')]
     for stage in range(1, 5):
         ours = f'backbone.layer{stage}.{{i}}.'
         theirs = f'{_BACKBONE}encoder.stages.{stage - 1}.layers.{{i}}.'
+        parts = {f'downsample.{j}': f'shortcut.{name}'
+                 for j, name in enumerate(('convolution', 'normalization'))}
         for k in (1, 2, 3):
-            rules += [
-                (f'{ours}conv{k}.{{p}}', f'{theirs}layer.{k - 1}.convolution.{{p}}'),
-                (f'{ours}bn{k}.{{p}}', f'{theirs}layer.{k - 1}.normalization.{{p}}'),
-            ]
-        rules += [
-            (f'{ours}downsample.0.{{p}}', f'{theirs}shortcut.convolution.{{p}}'),
-            (f'{ours}downsample.1.{{p}}', f'{theirs}shortcut.normalization.{{p}}'),
-        ]
+            parts[f'conv{k}'] = f'layer.{k - 1}.convolution'
+            parts[f'bn{k}'] = f'layer.{k - 1}.normalization'
+        rules += [(f'{ours}{a}.{{p}}', f'{theirs}{b}.{{p}}')
+                  for a, b in parts.items()]
     return tuple(rules)
 
 
@@ -248,7 +245,8 @@ HF_FIELDS = dict(
     depth='backbone', stem_channels='backbone_config.embedding_size',
     base_channels='backbone_config.hidden_sizes', dc5='dilation',
     embed_dims='d_model', num_heads='encoder_attention_heads',
-    feedforward_channels='encoder_ffn_dim', num_encoder_layers='encoder_layers',
+    feedforward_channels='encoder_ffn_dim',
+    num_encoder_layers='encoder_layers',
     num_decoder_layers='decoder_layers', num_queries='num_queries',
     activation='activation_function',
     positional_encoding='position_embedding_type')
@@ -410,7 +408,7 @@ def arch_from_hf(config: dict, layout: str, state_dict: Dict[str, Tensor],
             _refuse(dec, config.get(dec, default),
                     f'differs from {enc}={config.get(enc, default)}; '
                     'mmdetr\'s encoder and decoder layers share one setting')
-    if config.get('encoder_layerdrop', 0) or config.get('decoder_layerdrop', 0):
+    if config.get('encoder_layerdrop') or config.get('decoder_layerdrop'):
         notes.append('encoder/decoder_layerdrop is training-only in '
                      'transformers; mmdetr has none')
     depth, stem, base = _resnet_of_weights(state_dict)
