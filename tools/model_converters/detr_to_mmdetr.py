@@ -34,15 +34,38 @@ import os
 import os.path as osp
 import sys
 
-import torch
 
-from mmdetr.utils import load_checkpoint_file
-from mmdetr.utils.checkpoint_scheme import source_classes
-from mmdetr.utils.classifier_remap import config_classes, remap_classifier
-from mmdetr.utils.convert import (LAYOUTS, SOURCES, TARGETS,
+def _import_mmdet_without_transformers() -> None:
+    """Import mmdet's models as if transformers were not installed.
+
+    When it is, importing mmdet.models imports transformers' BERT (for
+    mmdet's GLIP and Grounding DINO): 2-3 s of this tool's run on 2 cores.
+    The tool never uses it: a transformers DETR is read and written with
+    safetensors alone. ``import transformers`` works again afterwards.
+    """
+    if 'transformers' in sys.modules:
+        return
+    sys.modules['transformers'] = None  # its import raises ImportError
+    try:
+        import mmdet.models  # noqa: F401
+    finally:
+        del sys.modules['transformers']
+
+
+if __name__ == '__main__':
+    _import_mmdet_without_transformers()
+
+import torch  # noqa: E402
+
+from mmdetr.utils import load_checkpoint_file  # noqa: E402
+from mmdetr.utils.checkpoint_scheme import source_classes  # noqa: E402
+from mmdetr.utils.classifier_remap import (  # noqa: E402
+    config_classes, remap_classifier)
+from mmdetr.utils.convert import (LAYOUTS, SOURCES, TARGETS,  # noqa: E402
                                   CheckpointLayoutError, convert_state_dict,
                                   detect_layout, extract_state_dict)
-from mmdetr.utils.hf_convert import (CONFIG_FILE, HFConversionError,
+from mmdetr.utils.hf_convert import (CONFIG_FILE,  # noqa: E402
+                                     HFConversionError,
                                      apply_arch, arch_from_model,
                                      arch_mismatches, export_hf, hf_files,
                                      load_hf_checkpoint, looks_like_hf)
