@@ -1,5 +1,5 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
-"""Fine-tuning on other classes (issue 14): the classifier is rebuilt by
+"""Fine-tuning on other classes: the classifier is rebuilt by
 class name on ``load_from``, through ``mmdetr-convert://`` and the
 converter; every other tensor loads as it is; the template config runs."""
 import hashlib

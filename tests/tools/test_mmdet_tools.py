@@ -1,6 +1,6 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 """mmdet's own tools and APIs with an mmdetr model loaded through
-``custom_imports`` (issue 13.6): the checkpoint allowlist comes with
+``custom_imports``: the checkpoint allowlist comes with
 ``import mmdetr`` and nothing else is allowed; mmdet's tools/train.py,
 tools/test.py, init_detector + inference_detector, DetInferencer,
 browse_dataset.py and get_flops.py run on a tiny generated dataset."""
