@@ -95,7 +95,7 @@ val_evaluator = dict(type='CocoMetric',
                      metric='bbox')
 test_evaluator = val_evaluator
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs={max_epochs},
+train_cfg = dict(max_epochs={max_epochs},
                  val_interval={val_interval})
 param_scheduler = [dict(type='MultiStepLR', begin=0, end={max_epochs},
                         by_epoch=True, milestones=[{max_epochs} - 1],
