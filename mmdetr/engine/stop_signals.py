@@ -133,16 +133,22 @@ def agree(flags: Sequence[bool], group) -> List[bool]:
 
 
 class IgnoreSignalsInWorker:
-    """A ``worker_init_fn`` that makes a data loader worker ignore
-    ``signals``, then calls the original one.
+    """A ``worker_init_fn`` after which a data loader worker ignores
+    ``signals`` unless they come from the training process; it then calls
+    the original one.
 
     A scheduler signals every process of the job, loader workers included;
     by default SIGTERM/SIGUSR1 end a worker at once, and the training
     process then fails at its next batch instead of finishing the
-    iteration. The training process shuts its workers down itself.
+    iteration. The training process itself ends its workers with SIGTERM
+    when it shuts down (torch, and multiprocessing at exit): that one must
+    still work, or the exit would wait for ever. So the signals are
+    blocked and a thread takes them (``sigwaitinfo`` tells the sender):
+    from the parent they end the worker as before, from anyone else they
+    are dropped. Without ``sigwaitinfo`` (not Linux) nothing changes.
 
     Args:
-        signals (Sequence[int]): Signal numbers to ignore.
+        signals (Sequence[int]): Signal numbers to take over.
         init_fn (Callable, optional): The loader's previous
             ``worker_init_fn``.
     """
@@ -153,7 +159,23 @@ class IgnoreSignalsInWorker:
         self.init_fn = init_fn
 
     def __call__(self, worker_id: int) -> None:
-        for sig in self.signals:
-            signal.signal(sig, signal.SIG_IGN)
+        if hasattr(signal, 'sigwaitinfo'):
+            for sig in self.signals:  # not the training process's handler
+                signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_BLOCK, self.signals)
+            threading.Thread(
+                target=_take_signals, args=(self.signals, os.getppid()),
+                name='mmdetr-stop-signals', daemon=True).start()
         if self.init_fn is not None:
             self.init_fn(worker_id)
+
+
+def _take_signals(signals: Sequence[int], parent: int) -> None:
+    """Wait for ``signals`` (blocked in every thread, default action); end
+    the process with the default action when ``parent`` sent one, drop the
+    others."""
+    while True:
+        info = signal.sigwaitinfo(signals)
+        if info.si_pid == parent:  # default action: the worker ends
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [info.si_signo])
+            signal.raise_signal(info.si_signo)

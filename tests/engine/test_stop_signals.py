@@ -3,11 +3,14 @@
 while saving waits for the checkpoint; loader workers ignore them."""
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from helpers import ROOT
 from mmdetr.engine.stop_signals import (IgnoreSignalsInWorker, StopSignals,
                                         agree, signal_number)
 
@@ -66,6 +69,7 @@ class SignalsItself(torch.utils.data.Dataset):
         return i
 
 
+@pytest.mark.slow  # loader worker processes
 def test_loader_workers_ignore_the_stop_signals():
     ignore = IgnoreSignalsInWorker([signal.SIGTERM])
     loader = DataLoader(SignalsItself(), num_workers=1, batch_size=1,
@@ -75,3 +79,34 @@ def test_loader_workers_ignore_the_stop_signals():
     loader = DataLoader(SignalsItself(), num_workers=1, batch_size=1)
     with pytest.raises(RuntimeError, match='DataLoader worker'):
         list(loader)
+
+
+EXITS = f"""
+import importlib.util, signal, sys
+from torch.utils.data import DataLoader
+# the module alone (mmdetr's __init__ would import mmdet: slow)
+spec = importlib.util.spec_from_file_location(
+    'stop_signals', {ROOT!r} + '/mmdetr/engine/stop_signals.py')
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+IgnoreSignalsInWorker = module.IgnoreSignalsInWorker
+loader = DataLoader(list(range(8)), batch_size=2, num_workers=2,
+                    persistent_workers=bool(int(sys.argv[1])),
+                    worker_init_fn=IgnoreSignalsInWorker([signal.SIGTERM]))
+for epoch in range(2):
+    for i, batch in enumerate(loader):
+        if epoch == 1 and i == 1:
+            break  # stopped mid-epoch
+print('trained')
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('persistent', [0, 1])
+def test_the_training_process_still_ends_its_workers_at_exit(persistent):
+    """multiprocessing ends loader workers with SIGTERM at exit and waits
+    for them: a worker that ignored it from its parent too would hang the
+    exit for ever."""
+    proc = subprocess.run([sys.executable, '-c', EXITS, str(persistent)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and 'trained' in proc.stdout, proc.stderr

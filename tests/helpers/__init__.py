@@ -13,6 +13,9 @@ fixtures stay in ``tests/conftest.py``.
 - ``checkpoints``: checkpoints in other codebases' layouts;
 - ``steps``: one training step as the runner runs it, with its host
   syncs counted;
+- ``resume``: the demo model on a small generated dataset, for runs that
+  are interrupted and resumed, and the comparison with an uninterrupted
+  run (weights bit for bit, logged losses);
 - ``kill_hook``: hooks that kill or poison a training run (imported by
   training subprocesses through ``custom_imports``, not here).
 """
@@ -23,6 +26,8 @@ from .datasets import CLASSES, write_coco_split, write_tiny_train_config
 from .models import TINY, build_mmdet, build_mmdetr, mmdet_cfg, mmdetr_cfg
 from .parity import (assert_identical_predictions, assert_same_losses,
                      assert_same_predictions, randomize_)
+from .resume import (assert_same_training, logged_losses,
+                     write_demo_config, write_shapes)
 from .steps import count_step, training_step
 from .tools import (ROOT, TESTS, copypaste_ap, load_ckpt, load_tool, run,
                     run_distributed, scalars, train)
@@ -34,5 +39,7 @@ __all__ = [
     'CLASSES', 'ROOT', 'TESTS', 'TINY', 'build_mmdet', 'build_mmdetr',
     'copypaste_ap', 'count_step', 'head_outputs_and_targets', 'load_ckpt', 'load_tool', 'make_batch', 'mmdet_cfg',
     'mmdetr_cfg', 'preprocess', 'random_boxes', 'run', 'scalars', 'train',
-    'training_step', 'write_coco_split', 'write_tiny_train_config'
+    'training_step', 'write_coco_split', 'write_tiny_train_config',
+    'assert_same_training', 'logged_losses', 'write_demo_config',
+    'write_shapes'
 ]
