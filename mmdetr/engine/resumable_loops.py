@@ -184,18 +184,20 @@ class ResumableEpochBasedTrainLoop(_ResumableMixin, EpochBasedTrainLoop):
         super().__init__(runner, resumable_dataloader_cfg(dataloader), *args,
                          **kwargs)
         self._setup()
-        self._batches_done = 0  # in the epoch in progress
+        self._epoch_start = 0  # the batch the epoch in progress began at
 
     def run(self):
         self.runner.call_hook('before_train')
-        self._batches_done = self._iter - self._epoch * len(self.dataloader)
-        if self._iter > 0 and not 0 <= self._batches_done <= len(
+        # where the epoch resumes, from the checkpoint's epoch and iteration
+        # (0 when starting, or at an epoch boundary)
+        self._epoch_start = self._iter - self._epoch * len(self.dataloader)
+        if self._iter > 0 and not 0 <= self._epoch_start <= len(
                 self.dataloader):
             raise ResumeMismatchError(
                 f'the checkpoint is at iteration {self._iter} of epoch '
                 f'{self._epoch}, but epochs now have {len(self.dataloader)} '
                 'batches: the data or batch size differ from its run\'s')
-        self._start(self._batches_done)
+        self._start(self._epoch_start)
         while self._epoch < self._max_epochs and not self.stop_training:
             self.run_epoch()
             if self.stop_training:
@@ -210,11 +212,11 @@ class ResumableEpochBasedTrainLoop(_ResumableMixin, EpochBasedTrainLoop):
         return self.runner.model
 
     def run_epoch(self) -> None:
-        """One epoch from batch ``_batches_done`` on; ends early, without
+        """One epoch from batch ``_epoch_start`` on; ends early, without
         ``after_train_epoch``, when a hook sets ``stop_training``."""
         self.runner.call_hook('before_train_epoch')
         self.runner.model.train()
-        start = self._batches_done
+        start = self._epoch_start
         if self.batch_sampler is not None:
             self.batch_sampler.set_epoch(self._epoch)
             self.batch_sampler.start_at(start)
@@ -224,21 +226,11 @@ class ResumableEpochBasedTrainLoop(_ResumableMixin, EpochBasedTrainLoop):
                 return
         self.runner.call_hook('after_train_epoch')
         self._epoch += 1
-        self._batches_done = 0
+        self._epoch_start = 0
 
     def run_iter(self, idx, data_batch) -> None:
         self._seed_iteration()
-        self.runner.call_hook(
-            'before_train_iter', batch_idx=idx, data_batch=data_batch)
-        outputs = self.runner.model.train_step(
-            data_batch, optim_wrapper=self.runner.optim_wrapper)
-        self._batches_done = idx + 1
-        self.runner.call_hook(
-            'after_train_iter',
-            batch_idx=idx,
-            data_batch=data_batch,
-            outputs=outputs)
-        self._iter += 1
+        super().run_iter(idx, data_batch)
 
 
 @LOOPS.register_module()

@@ -1,24 +1,43 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 """Interrupted runs of the demo model end bit-identical to the run that was
-never interrupted: stopped by SIGTERM mid-epoch (exit status 75, then
---resume), killed by SIGKILL mid-epoch (--resume from the last periodic
-checkpoint, one iteration trained again), with 0 and with 2 loader workers
-(both compared with the 0-worker run: augmentation does not depend on the
-workers). 8 images, batch 2: 4 iterations an epoch, 2 epochs."""
+never interrupted, with the same loss logged at every iteration: stopped by
+SIGTERM mid-epoch (exit status 75, then --resume), killed by SIGKILL
+mid-epoch (--resume from the last periodic checkpoint: one iteration is
+trained again), with 0 and with 2 loader workers, both compared with the
+0-worker run (augmentation does not depend on the workers). 8 images,
+batch 2: 4 iterations an epoch, 2 epochs.
+
+tools/train.py runs in this process (its ``main``) where it can, to save
+the start-up of a process; the runs killed with SIGKILL are processes."""
 import sys
 
 import pytest
 
-from helpers import (assert_same_training, run, write_demo_config,
+from helpers import (assert_same_training, load_tool, run, write_demo_config,
                      write_shapes)
 
+pytestmark = pytest.mark.slow
 
-def train(cfg, work_dir, *extra, returncode=0):
+TRAIN = load_tool('tools/train.py', 'train_tool')
+SIGTERM_AT = "dict(type='SignalTrainingHook', iter={})"
+SIGKILL_AFTER = "dict(type='KillTrainingHook', iter={})"
+
+
+def train_here(cfg, work_dir, *extra, status=0):
+    """tools/train.py in this process; ``status``: its exit status."""
+    argv = [cfg, '--work-dir', str(work_dir), *extra]
+    if status == 0:
+        TRAIN.main(argv)
+        return
+    with pytest.raises(SystemExit) as e:
+        TRAIN.main(argv)
+    assert e.value.code == status
+
+
+def train_killed(cfg, work_dir, *extra):
     proc = run(sys.executable, 'tools/train.py', cfg, '--work-dir', work_dir,
                *extra, check=False)
-    assert proc.returncode == returncode, (
-        f'{cfg}: exit status {proc.returncode}, expected {returncode}\n'
-        f'{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}')
+    assert proc.returncode == -9, proc.stderr[-4000:]
     return proc.stdout + proc.stderr
 
 
@@ -26,41 +45,43 @@ def train(cfg, work_dir, *extra, returncode=0):
 def shapes(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('exact_resume')
     root = write_shapes(tmp / 'shapes')
-    ref_cfg = write_demo_config(tmp / 'ref.py', root)
-    train(ref_cfg, tmp / 'ref')
+    train_here(write_demo_config(tmp / 'ref.py', root), tmp / 'ref')
     return dict(root=root, ref=str(tmp / 'ref'))
 
 
-SIGTERM_AT = "dict(type='SignalTrainingHook', iter={})"
-SIGKILL_AFTER = "dict(type='KillTrainingHook', iter={})"
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize('num_workers,first,second', [
-    # SIGTERM during iteration 3 (epoch 1), then SIGKILL after iteration 7
-    # (epoch 2; the periodic checkpoint of iteration 6 is the latest)
-    (0, SIGTERM_AT.format(3), SIGKILL_AFTER.format(7)),
-    # SIGKILL after iteration 3 (back to the periodic one of 2), then
-    # SIGTERM during iteration 5 (the first of epoch 2)
-    (2, SIGKILL_AFTER.format(3), SIGTERM_AT.format(5)),
-])
-def test_interrupted_twice_ends_bit_identical(shapes, tmp_path, num_workers,
-                                              first, second):
+def test_sigterm_then_sigkill_without_workers(shapes, tmp_path, capfd):
+    """SIGTERM during iteration 2 (epoch 1); resumed, SIGKILL after
+    iteration 7 (epoch 2): the periodic checkpoint of iteration 6 is the
+    newest; resumed, to the end."""
     work = tmp_path / 'work'
-    status = {'Signal': 75, 'KillTr': -9}
-    cfgs = [
-        write_demo_config(tmp_path / f'run{i}.py', shapes['root'],
-                          num_workers, hooks=hooks)
-        for i, hooks in enumerate([[first], [second], []])
-    ]
-    out = train(cfgs[0], work, returncode=status[first[11:17]])
-    out = train(cfgs[1], work, '--resume',
-                returncode=status[second[11:17]])
-    if 'Signal' in first:
-        assert 'resumed epoch: 0, iter: 3' in out
-    else:
-        assert 'resumed epoch: 0, iter: 2' in out
-    out = train(cfgs[2], work, '--resume')
-    resumed = 'iter: 6' if 'Signal' in first else 'iter: 5'
-    assert f'resumed epoch: 1, {resumed}' in out
+    cfg = [write_demo_config(tmp_path / f'run{i}.py', shapes['root'],
+                             hooks=hooks)
+           for i, hooks in enumerate([[SIGTERM_AT.format(2)],
+                                      [SIGKILL_AFTER.format(7)], []])]
+    train_here(cfg[0], work, status=75)
+    assert 'stopping after iteration 2 on SIGTERM' in capfd.readouterr().out
+    out = train_killed(cfg[1], work, '--resume')
+    assert 'resumed epoch: 0, iter: 2' in out
+    train_here(cfg[2], work, '--resume')
+    assert 'resumed epoch: 1, iter: 6' in capfd.readouterr().out
+    assert_same_training(str(work), shapes['ref'])
+
+
+def test_sigkill_then_sigterm_with_two_workers(shapes, tmp_path, capfd):
+    """Two persistent loader workers. SIGKILL after iteration 5 (epoch 2;
+    back to the periodic checkpoint of 3: the end of epoch 1 and its
+    validation come again); resumed, SIGTERM during iteration 7; resumed,
+    to the end."""
+    work = tmp_path / 'work'
+    cfg = [write_demo_config(tmp_path / f'run{i}.py', shapes['root'],
+                             num_workers=2, hooks=hooks)
+           for i, hooks in enumerate([[SIGKILL_AFTER.format(5)],
+                                      [SIGTERM_AT.format(7)], []])]
+    train_killed(cfg[0], work)
+    train_here(cfg[1], work, '--resume', status=75)
+    out = capfd.readouterr().out
+    assert 'resumed epoch: 0, iter: 3' in out
+    assert 'stopping after iteration 7 on SIGTERM' in out
+    train_here(cfg[2], work, '--resume')
+    assert 'resumed epoch: 1, iter: 7' in capfd.readouterr().out
     assert_same_training(str(work), shapes['ref'])

@@ -13,7 +13,7 @@ import torch
 from .tools import ROOT, load_ckpt, load_tool
 
 
-def write_shapes(root, num_train=8, num_val=2, img_size=96):
+def write_shapes(root, num_train=8, num_val=2, img_size=64):
     """The demo's generated dataset (tools/misc/make_shapes_dataset.py),
     small."""
     tool = load_tool('tools/misc/make_shapes_dataset.py', 'make_shapes')
@@ -23,10 +23,11 @@ def write_shapes(root, num_train=8, num_val=2, img_size=96):
 
 
 def write_demo_config(path, data_root, num_workers=0, hooks=(), extra=''):
-    """configs/detr_r18_shapes_demo.py on ``data_root`` (96 px images),
+    """configs/detr_r18_shapes_demo.py on ``data_root`` (64 px images),
     batch 2, 2 epochs, dropout 0.1 (so dropout draws are resumed too), a
-    by-iteration warm-up and a by-epoch lr step, validation every epoch,
-    resume checkpoints every 2 iterations, every loss logged.
+    by-iteration warm-up and a by-epoch lr step, validation every epoch
+    (its draws must not move training's), resume checkpoints every 3
+    iterations, the epoch checkpoint at the end, every loss logged.
 
     Args:
         hooks (Sequence[str]): Extra ``custom_hooks`` entries, as source
@@ -44,12 +45,12 @@ train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='RandomFlip', prob=0.5),
-    dict(type='Resize', scale=(96, 96), keep_ratio=True),
+    dict(type='Resize', scale=(64, 64), keep_ratio=True),
     dict(type='PackDetInputs')
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(96, 96), keep_ratio=True),
+    dict(type='Resize', scale=(64, 64), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
@@ -74,8 +75,8 @@ param_scheduler = [
 ]
 default_hooks = dict(
     logger=dict(interval=1),
-    checkpoint=dict(interval=1, max_keep_ckpts=-1),
-    resume_checkpoint=dict(interval=2, interval_minutes=None))
+    checkpoint=dict(interval=2, max_keep_ckpts=-1),
+    resume_checkpoint=dict(interval=3, interval_minutes=None))
 custom_hooks = [{", ".join(hooks)}]
 log_processor = dict(window_size=1)
 randomness = dict(seed=0)
