@@ -5,6 +5,11 @@
     python tools/train.py CONFIG --resume                 # from the latest
     python tools/train.py CONFIG --resume work_dirs/x/epoch_3.pth
     torchrun --nproc_per_node=8 tools/train.py CONFIG --launcher pytorch
+
+Exit status: 0 when training is done; 75 when SIGTERM or SIGUSR1 stopped
+it after a checkpoint was written (mmdetr.ResumeCheckpointHook, in every
+mmdetr config): the same command with --resume continues exactly there
+(docs/distributed.md).
 """
 import argparse
 import os
@@ -30,8 +35,9 @@ def parse_args(argv=None):
         nargs='?',
         type=str,
         const='auto',
-        help='resume from CKPT, or from the latest checkpoint in the work '
-        'dir if no CKPT is given')
+        help='resume from CKPT, or from the newest whole checkpoint in '
+        'the work dir if no CKPT is given (a damaged newest one is passed '
+        'over, saying so; none: start from scratch)')
     parser.add_argument(
         '--amp', action='store_true', help='mixed precision (needs CUDA)')
     parser.add_argument(

@@ -131,10 +131,12 @@ def resume_from_latest(work_dir: str) -> Optional[str]:
     """
     distributed = dist.is_available() and dist.is_initialized()
     rank = dist.get_rank() if distributed else 0
+
+    def report(msg: str) -> None:
+        print(f'--resume: {msg}', flush=True)
+
     choice = [
-        find_latest_checkpoint(
-            work_dir, report=lambda msg: print(f'--resume: {msg}', flush=True))
-        if rank == 0 else None
+        find_latest_checkpoint(work_dir, report) if rank == 0 else None
     ]
     if distributed:
         dist.broadcast_object_list(choice, src=0)
@@ -161,8 +163,10 @@ def build_runner(cfg: Config, launcher: str, resume_latest: bool = False):
         if latest is None:
             print(f'--resume: no checkpoint in {cfg.work_dir}, starting '
                   'from scratch')
-        cfg.resume = latest is not None
-        cfg.load_from = latest
+            cfg.resume = False  # the config's load_from, if any, still holds
+        else:
+            cfg.resume = True
+            cfg.load_from = latest
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)

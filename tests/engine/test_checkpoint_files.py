@@ -12,8 +12,8 @@ from mmdetr.engine import (CorruptCheckpointError, find_latest_checkpoint,
 
 
 def save(path, epoch, it, size=20000):
-    torch.save(dict(meta=dict(epoch=epoch, iter=it),
-                    state_dict=dict(w=torch.arange(size, dtype=torch.float32))),
+    weights = dict(w=torch.arange(size, dtype=torch.float32))
+    torch.save(dict(meta=dict(epoch=epoch, iter=it), state_dict=weights),
                path)
     return str(path)
 

@@ -21,7 +21,7 @@ script=
 while [ $# -gt 0 ]; do
     case "$1" in
         --export=*) IFS=, read -ra kv <<< "${1#--export=}"
-                    for x in "${kv[@]}"; do [ "$x" = ALL ] || export "$x"; done;;
+            for x in "${kv[@]}"; do [ "$x" = ALL ] || export "$x"; done;;
         -p) shift;;
         -*) ;;
         *) script=$1; shift; break;;
