@@ -10,6 +10,7 @@ that worker loaded before: a resumed run, or one with another
 with the generators seeded from its key instead.
 """
 from mmengine.registry import DATASETS
+from torch.utils.data import get_worker_info
 
 from mmdetr.utils.seeding import SAMPLE, derive_seed, seeded_cpu_generators
 
@@ -48,23 +49,28 @@ class SampleSeededDataset:
     ``int`` index is passed through untouched. Everything else (``len``,
     ``metainfo``, ``get_data_info``, ...) is the wrapped dataset's.
 
-    The generators are restored afterwards, so loading in the training
-    process (``num_workers=0``) does not move the training step's stream.
-
     Args:
         dataset (Dataset | dict): The dataset, or its config.
+        restore_generators (bool): Put the generators back afterwards when
+            loading in the training process (``num_workers=0``), so the
+            training step's stream does not move. mmdetr's resumable loops
+            reseed every iteration and turn it off (it costs about 0.1 ms
+            a sample). Loader workers never restore: nothing else draws
+            there. Defaults to True.
     """
 
-    def __init__(self, dataset) -> None:
+    def __init__(self, dataset, restore_generators: bool = True) -> None:
         if isinstance(dataset, dict):
             dataset = DATASETS.build(dataset)
         self.dataset = dataset
+        self.restore_generators = restore_generators
 
     def __getitem__(self, idx):
         if not isinstance(idx, SampleKey):
             return self.dataset[idx]
-        with seeded_cpu_generators(derive_seed(idx.seed, SAMPLE, idx.draw,
-                                               int(idx))):
+        restore = self.restore_generators and get_worker_info() is None
+        seed = derive_seed(idx.seed, SAMPLE, idx.draw, int(idx))
+        with seeded_cpu_generators(seed, restore):
             return self.dataset[int(idx)]
 
     def __len__(self) -> int:

@@ -55,7 +55,10 @@ def resumable_dataloader_cfg(cfg):
     if not isinstance(cfg, dict):
         return cfg
     cfg = copy.deepcopy(cfg)
-    cfg['dataset'] = dict(type=SampleSeededDataset, dataset=cfg['dataset'])
+    # the loop reseeds every iteration: restoring the generators after a
+    # sample is loaded in this process would be wasted
+    cfg['dataset'] = dict(type=SampleSeededDataset, dataset=cfg['dataset'],
+                          restore_generators=False)
     cfg['batch_sampler'] = dict(
         type=ResumableBatchSampler,
         batch_sampler=cfg.get('batch_sampler'),

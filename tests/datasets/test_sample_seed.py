@@ -39,13 +39,16 @@ def test_the_draws_depend_on_the_key_only():
     assert len(ds) == 6
 
 
-def test_the_callers_generators_are_left_where_they_were():
-    ds = SampleSeededDataset(RandomDraws())
+@pytest.mark.parametrize('restore', [True, False])
+def test_the_callers_generators_are_left_where_they_were(restore):
+    ds = SampleSeededDataset(RandomDraws(), restore_generators=restore)
     random.seed(1), np.random.seed(1), torch.manual_seed(1)
     expected = random.random(), np.random.rand(), torch.rand(())
     random.seed(1), np.random.seed(1), torch.manual_seed(1)
-    ds[SampleKey(0, 0, 0)]
-    assert (random.random(), np.random.rand(), torch.rand(())) == expected
+    assert ds[SampleKey(0, 0, 0)] == ds[SampleKey(0, 0, 0)]
+    after = random.random(), np.random.rand(), torch.rand(())
+    # without restoring, they are where the sample's seed left them
+    assert (after == expected) == restore
 
 
 def test_plain_indices_and_attributes_pass_through():

@@ -1,6 +1,6 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
-"""Resuming from a checkpoint of another model or optimizer is refused,
-naming what differs."""
+"""Resuming from a checkpoint of another model, optimizer or training data
+is refused, naming what differs."""
 import pytest
 import torch
 from torch import nn
@@ -62,3 +62,50 @@ def test_another_optimizer_is_named(theirs, match):
     with pytest.raises(ResumeMismatchError, match=match) as e:
         check_optimizer(adamw(m), theirs(m).state_dict(), 'x/iter_9.pth')
     assert 'x/iter_9.pth' in str(e.value)
+
+
+@pytest.fixture(scope='module')
+def stopped_mid_epoch(coco_root, tmp_path_factory):
+    """A run of the tiny model (1 epoch of 3 iterations) and its resume
+    checkpoint of iteration 2, mid-epoch."""
+    from mmengine.config import Config
+
+    from helpers import write_tiny_train_config
+    from mmdetr.engine import Runner
+    tmp = tmp_path_factory.mktemp('resume_checks')
+    cfg = Config.fromfile(write_tiny_train_config(
+        tmp / 'cfg.py', coco_root, max_epochs=1))
+    cfg.merge_from_dict({'default_hooks.resume_checkpoint.interval': 2})
+    cfg.work_dir = str(tmp / 'work')
+    Runner.from_cfg(cfg).train()
+    return dict(cfg=cfg.filename, ckpt=str(tmp / 'work' / 'resume_iter_2.pth'))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('options,match', [
+    ({'model.bbox_head.num_query': 12},
+     r'its model is not this config.s model: 1 weights differ in shape '
+     r'\(bbox_head.query_embedding.weight \(10, 32\) in the checkpoint, '
+     r'\(12, 32\) in the model\)'),
+    ({'optim_wrapper.optimizer': dict(_delete_=True, type='SGD', lr=0.01,
+                                      momentum=0.9)},
+     'another optimizer type'),
+    ({'train_dataloader.dataset.indices': 4},
+     'the training dataset has 4 samples, the checkpoint.s run had 6'),
+    ({'train_dataloader.batch_size': 3},
+     r'2 batches into the data: batches_per_epoch 3 in the checkpoint, 2 '
+     r'now; batch_size 2 in the checkpoint, 3 now'),
+])
+def test_resuming_with_another_config_names_the_difference(
+        stopped_mid_epoch, tmp_path, options, match):
+    from mmengine.config import Config
+
+    from mmdetr.engine import Runner
+    cfg = Config.fromfile(stopped_mid_epoch['cfg'])
+    cfg.merge_from_dict(options)
+    cfg.work_dir = str(tmp_path / 'work')
+    cfg.resume, cfg.load_from = True, stopped_mid_epoch['ckpt']
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(ResumeMismatchError, match=match):
+        runner.train()
+    assert not list((tmp_path / 'work').glob('*.pth'))  # nothing trained
