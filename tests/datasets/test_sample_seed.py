@@ -80,6 +80,7 @@ def _epoch(num_workers, start=0):
     return [item for batch in loader for item in batch]
 
 
+@pytest.mark.slow  # loader worker processes
 def test_loader_workers_and_a_resumed_pass_draw_the_same():
     single = _epoch(0)
     assert sorted(i for i, *_ in single) == list(range(6))

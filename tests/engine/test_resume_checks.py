@@ -88,7 +88,7 @@ def stopped_mid_epoch(coco_root, tmp_path_factory):
      r'\(bbox_head.query_embedding.weight \(10, 32\) in the checkpoint, '
      r'\(12, 32\) in the model\)'),
     ({'optim_wrapper.optimizer': dict(_delete_=True, type='SGD', lr=0.01,
-                                      momentum=0.9)},
+                                      momentum=0.9, weight_decay=1e-4)},
      'another optimizer type'),
     ({'train_dataloader.dataset.indices': 4},
      'the training dataset has 4 samples, the checkpoint.s run had 6'),
