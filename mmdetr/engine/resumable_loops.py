@@ -170,6 +170,14 @@ class _ResumableMixin:
             'boundary, but not as the checkpoint\'s run would have',
             logger='current', level=logging.WARNING)
 
+    def _validate_if_due(self, done: int, total: int) -> None:
+        """mmengine's rule: validate every ``val_interval`` epochs (or
+        iterations) from ``val_begin`` on, and at the end."""
+        self._decide_current_val_interval()
+        if (self.runner.val_loop is not None and done >= self.val_begin
+                and (done % self.val_interval == 0 or done == total)):
+            self.runner.val_loop.run()
+
     def _seed_iteration(self) -> None:
         seed_all(derive_seed(self.runner.seed, ITERATION, self._iter))
 
@@ -205,12 +213,7 @@ class ResumableEpochBasedTrainLoop(_ResumableMixin, EpochBasedTrainLoop):
             self.run_epoch()
             if self.stop_training:
                 break
-            self._decide_current_val_interval()
-            if (self.runner.val_loop is not None
-                    and self._epoch >= self.val_begin
-                    and (self._epoch % self.val_interval == 0
-                         or self._epoch == self._max_epochs)):
-                self.runner.val_loop.run()
+            self._validate_if_due(self._epoch, self._max_epochs)
         self.runner.call_hook('after_train')
         return self.runner.model
 
@@ -307,12 +310,7 @@ class ResumableIterBasedTrainLoop(_ResumableMixin, IterBasedTrainLoop):
             self.run_iter(next(batches))
             if self.stop_training:
                 break
-            self._decide_current_val_interval()
-            if (self.runner.val_loop is not None
-                    and self._iter >= self.val_begin
-                    and (self._iter % self.val_interval == 0
-                         or self._iter == self._max_iters)):
-                self.runner.val_loop.run()
+            self._validate_if_due(self._iter, self._max_iters)
         if not self.stop_training:
             self.runner.call_hook('after_train_epoch')
         self.runner.call_hook('after_train')

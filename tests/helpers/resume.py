@@ -6,10 +6,10 @@ every logged loss."""
 import glob
 import json
 import os.path as osp
-import uuid
 
 import torch
 
+from .datasets import logged_run_text, pipelines_text, write_text
 from .tools import ROOT, load_ckpt, load_tool
 
 
@@ -41,21 +41,7 @@ custom_imports = dict(imports=['mmdetr', 'helpers.kill_hook'],
                       allow_failed_imports=False)
 data_root = {root!r}
 model = dict(bbox_head=dict(transformer=dict(dropout=0.1)))
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='Resize', scale=(64, 64), keep_ratio=True),
-    dict(type='PackDetInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(64, 64), keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                    'scale_factor'))
-]
+{pipelines_text((64, 64), flip=True)}
 train_dataloader = dict(
     batch_size=2, num_workers={num_workers},
     persistent_workers={num_workers > 0},
@@ -78,13 +64,8 @@ default_hooks = dict(
     checkpoint=dict(interval=2, max_keep_ckpts=-1),
     resume_checkpoint=dict(interval=3, interval_minutes=None))
 custom_hooks = [{", ".join(hooks)}]
-log_processor = dict(window_size=1)
-randomness = dict(seed=0)
-visualizer = dict(name='visualizer_{uuid.uuid4().hex[:8]}')
-''' + extra
-    with open(path, 'w') as f:
-        f.write(text)
-    return str(path)
+''' + logged_run_text() + extra
+    return write_text(path, text)
 
 
 def logged_losses(work_dir):
