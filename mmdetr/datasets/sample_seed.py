@@ -12,7 +12,7 @@ with the generators seeded from its key instead.
 from mmengine.registry import DATASETS
 from torch.utils.data import get_worker_info
 
-from mmdetr.utils.seeding import SAMPLE, derive_seed, seeded_cpu_generators
+from .seeding import SAMPLE, derive_seed, seeded_cpu_generators
 
 
 class SampleKey(int):

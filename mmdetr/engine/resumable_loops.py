@@ -44,7 +44,7 @@ from mmengine.runner.utils import calc_dynamic_intervals
 from mmdetr.datasets import ResumableBatchSampler, SampleSeededDataset
 from mmdetr.engine.resume_checks import ResumeMismatchError
 from mmdetr.registry import LOOPS
-from mmdetr.utils.seeding import ITERATION, derive_seed, seed_all
+from mmdetr.datasets.seeding import ITERATION, derive_seed, seed_all
 
 
 def resumable_dataloader_cfg(cfg):

@@ -6,7 +6,7 @@ import random
 import numpy as np
 import torch
 
-from mmdetr.utils.seeding import ITERATION, SAMPLE, derive_seed, seed_all
+from mmdetr.datasets.seeding import ITERATION, SAMPLE, derive_seed, seed_all
 
 
 def test_derived_seeds_are_32_bit_and_distinct_per_key():
