@@ -152,7 +152,8 @@ class Runner(MMEngineRunner):
         with _readable_on_every_rank(filename) as local:
             if _is_local(local) and osp.isfile(local):
                 # torch.load reads flipped bytes as wrong weights without a
-                # word: check every member's CRC first
+                # word: check every member's CRC first (on every rank, so a
+                # damaged file stops all of them, none waits for the rest)
                 verify_checkpoint(local)
             self._resuming = True
             try:
