@@ -9,6 +9,7 @@ member against its CRC finds both.
 """
 import glob
 import logging
+import os
 import os.path as osp
 import re
 import zipfile
@@ -28,12 +29,25 @@ class CorruptCheckpointError(RuntimeError):
     """A checkpoint file is truncated or its bytes are damaged."""
 
 
+# files found whole in this process, by (path, size, mtime): the newest
+# checkpoint is checked when it is chosen and again when it is loaded
+_verified = set()
+
+
 def verify_checkpoint(path: str) -> None:
-    """Read the whole file and check every member's CRC-32.
+    """Read the whole file and check every member's CRC-32 (once per
+    process for an unchanged file).
 
     Raises:
         CorruptCheckpointError: naming ``path`` and what is wrong.
     """
+    try:
+        stat = os.stat(path)
+        key = (osp.realpath(path), stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        key = None
+    if key is not None and key in _verified:
+        return
     try:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
@@ -45,6 +59,8 @@ def verify_checkpoint(path: str) -> None:
         raise CorruptCheckpointError(
             f'checkpoint {path} is damaged: its member {bad} does not match '
             'its CRC')
+    if key is not None:
+        _verified.add(key)
 
 
 def checkpoint_progress(path: str) -> Tuple[int, int]:
