@@ -1,4 +1,7 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
+from .amp import (AmpTestLoop, AmpUnsupportedError, CpuBf16Support,
+                  amp_autocast, check_amp, cpu_bf16_support)
+from .bf16_optim_wrapper import BF16OptimWrapper
 from .grad_norm import DeferredGradNormMixin, DeferredGradNormOptimWrapper
 from .hooks import DataCheckError, DataCheckHook
 from .launcher import (LAUNCHERS, build_runner, load_config,
@@ -13,5 +16,7 @@ __all__ = [
     'LAUNCHERS', 'build_runner', 'load_config', 'resume_from_latest',
     'set_deterministic_env', 'setup_launcher', 'ConsecutiveSkipGuard',
     'SkipNonFiniteAmpOptimWrapper', 'DeferredGradNormMixin',
-    'DeferredGradNormOptimWrapper'
+    'DeferredGradNormOptimWrapper', 'AmpTestLoop', 'AmpUnsupportedError',
+    'CpuBf16Support', 'amp_autocast', 'check_amp', 'cpu_bf16_support',
+    'BF16OptimWrapper'
 ]
