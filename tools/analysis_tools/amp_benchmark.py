@@ -31,7 +31,9 @@ bfloat16 support and the load average before and after: on a shared
 machine quote ratios, with the load they were taken under.
 ``--profile`` prints where ``predict``'s time goes outside the backbone
 (torch's profiler, one run per precision): the transformer, the heads,
-the detections and the preprocessing.
+the detections and the preprocessing. ``--no-weight-cache`` times
+inference as torch's autocast alone runs it (the weights cast at every
+call), for comparison.
 """
 import argparse
 import copy
@@ -85,6 +87,10 @@ def parse_args(argv=None):
     parser.add_argument('--no-train', action='store_true')
     parser.add_argument('--no-memory', action='store_true')
     parser.add_argument('--profile', action='store_true')
+    parser.add_argument('--no-weight-cache', action='store_true',
+                        help='let autocast cast (and fold) the weights at '
+                        'every inference call, as torch alone does '
+                        '(mmdetr.models.precision.autocast_weight_cache)')
     parser.add_argument('--json', help='also write the results here')
     parser.add_argument('--memory-child', choices=PRECISIONS,
                         help=argparse.SUPPRESS)
@@ -319,6 +325,12 @@ def median_ms(values):
 
 def main(argv=None):
     args = parse_args(argv)
+    from mmdetr.models.precision import autocast_weight_cache
+    with autocast_weight_cache(not args.no_weight_cache):
+        return run(args)
+
+
+def run(args):
     quiet()
     if args.memory_child:
         return memory_child(args)
@@ -362,7 +374,8 @@ def main(argv=None):
     print(f'\nmmdetr R50 DETR, float32 vs {dtype} autocast on {device}, '
           f'{torch.get_num_threads()} threads, torch {torch.__version__}; '
           f'{args.clock} time, medians of {args.repeats} rounds; load '
-          f'average {load_before[0]:.2f} before, {load_after[0]:.2f} after')
+          f'average {load_before[0]:.2f} before, {load_after[0]:.2f} after'
+          f'{"; no weight cache" if args.no_weight_cache else ""}')
     print(f'{"":14s}{"float32":>12s}{dtype:>12s}{"ratio":>9s}'
           f'{"spread":>13s}')
     table = {}
