@@ -1,4 +1,7 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
+from .amp import (AmpTestLoop, AmpUnsupportedError, CpuBf16Support,
+                  amp_autocast, check_amp, cpu_bf16_support)
+from .bf16_optim_wrapper import BF16OptimWrapper
 from .checkpoint_files import (CorruptCheckpointError, find_latest_checkpoint,
                                verify_checkpoint)
 from .grad_norm import DeferredGradNormMixin, DeferredGradNormOptimWrapper
@@ -22,5 +25,7 @@ __all__ = [
     'SkipNonFiniteAmpOptimWrapper', 'DeferredGradNormMixin',
     'DeferredGradNormOptimWrapper', 'ResumableEpochBasedTrainLoop',
     'ResumableIterBasedTrainLoop', 'ResumeCheckpointHook', 'EXIT_RESUMABLE',
-    'ResumeMismatchError'
+    'ResumeMismatchError', 'AmpTestLoop', 'AmpUnsupportedError',
+    'CpuBf16Support', 'amp_autocast', 'check_amp', 'cpu_bf16_support',
+    'BF16OptimWrapper'
 ]
