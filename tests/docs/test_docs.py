@@ -203,3 +203,13 @@ def test_readme_layout_matches_the_package():
         m.startswith(p) for p in listed if p.endswith('/') and
         not any(q.startswith(p) and q != p for q in listed)))
     assert not unlisted, f'README layout misses: {unlisted}'
+
+
+@pytest.mark.parametrize('doc', DOCS)
+def test_no_placeholder_left_for_a_figure(doc):
+    """A line that is one upper-case word (``RESULTS``, ``SOME_TABLE``)
+    outside code blocks is a figure someone meant to fill in."""
+    text = re.sub(r'```.*?```', '', _read(doc), flags=re.S)
+    left = [line for line in text.splitlines()
+            if re.fullmatch(r'[A-Z][A-Z0-9_]{3,}', line.strip())]
+    assert not left, f'{doc}: placeholders left: {left}'
