@@ -8,7 +8,7 @@ hold three groups of keys:
 official                    mmdetr
 ==========================  ==============================================
 ``detr.*``                  the detector, converted as an official box
-                            checkpoint (:func:`mmdetr.utils.convert_state_dict`)
+                            checkpoint (``convert_state_dict``)
 ``bbox_attention.*``        ``mask_head.bbox_attention.*``
                             (:class:`~mmdetr.models.MHAttentionMap`)
 ``mask_head.*``             ``mask_head.conv_head.*``

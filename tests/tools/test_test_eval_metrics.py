@@ -7,7 +7,6 @@ import pytest
 
 from helpers import ROOT, load_tool
 
-
 tool = load_tool('tools/test.py', 'test_tool_eval_metrics')
 CONFIG = 'configs/detr_r18_shapes_demo.py'
 PANOPTIC_DATA = [
