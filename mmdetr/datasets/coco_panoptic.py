@@ -1,6 +1,5 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 """COCO panoptic dataset whose annotations are checked before training."""
-import json
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
@@ -9,7 +8,7 @@ import numpy as np
 from mmdet.datasets import CocoPanopticDataset as MMDetCocoPanopticDataset
 
 from mmdetr.registry import DATASETS
-from .coco import AnnotationFileError
+from .coco import AnnotationFileError, load_coco_json
 
 
 class PanopticAnnotationError(AnnotationFileError):
@@ -21,29 +20,6 @@ def _rgb2id(rgb: np.ndarray) -> np.ndarray:
     """panopticapi's encoding: id = R + 256 G + 256^2 B."""
     rgb = rgb.astype(np.int64)
     return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
-
-
-def _load_json(ann_file: str) -> dict:
-    if not osp.isfile(ann_file):
-        raise PanopticAnnotationError(
-            f'panoptic annotation file not found: {ann_file}')
-    try:
-        with open(ann_file) as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PanopticAnnotationError(
-            f'panoptic annotation file {ann_file} is not valid JSON: {e}'
-        ) from e
-    if not isinstance(data, dict):
-        raise PanopticAnnotationError(
-            f'panoptic annotation file {ann_file}: expected a JSON object, '
-            f'got {type(data).__name__}')
-    for key in ('images', 'annotations', 'categories'):
-        if key not in data:
-            raise PanopticAnnotationError(
-                f'panoptic annotation file {ann_file} has no "{key}" key '
-                '(COCO panoptic needs images, annotations, categories)')
-    return data
 
 
 def check_panoptic_annotations(ann_file: str,
@@ -79,7 +55,8 @@ def check_panoptic_annotations(ann_file: str,
     Returns:
         int: The number of segments checked.
     """
-    data = _load_json(ann_file)
+    data = load_coco_json(ann_file, PanopticAnnotationError,
+                          'panoptic annotation file', 'COCO panoptic')
     cats: Dict[int, str] = {}
     for c in data['categories']:
         if not isinstance(c, dict) or 'id' not in c:
