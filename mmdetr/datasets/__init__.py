@@ -2,8 +2,10 @@
 from .coco import AnnotationFileError, CocoDataset
 from .coco_panoptic import (CocoPanopticDataset, PanopticAnnotationError,
                             check_panoptic_annotations)
+from .panoptic_targets import LoadPanopticTargets
 
 __all__ = [
     'AnnotationFileError', 'CocoDataset', 'CocoPanopticDataset',
-    'PanopticAnnotationError', 'check_panoptic_annotations'
+    'PanopticAnnotationError', 'check_panoptic_annotations',
+    'LoadPanopticTargets'
 ]
