@@ -171,7 +171,9 @@ def panoptic_to_sem_seg(segment_map: Tensor, segments: Sequence[Dict],
     A stuff segment's pixels hold its label, the ``i``-th thing segment's
     (``i`` from 1, in query order) ``label + i * INSTANCE_OFFSET``, void
     pixels ``num_classes`` (what mmdet's ``CocoPanopticMetric`` and
-    visualiser read from ``pred_panoptic_seg.sem_seg``).
+    visualiser read from ``pred_panoptic_seg.sem_seg``). As in mmdet, the
+    classes must list things before stuff: a stuff segment of label 0 would
+    be encoded 0, which panopticapi reads as void.
 
     Args:
         segment_map (Tensor): Segment index per pixel, -1 for void, has
