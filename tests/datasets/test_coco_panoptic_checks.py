@@ -12,21 +12,18 @@ import numpy as np
 import pytest
 from mmengine.registry import DefaultScope
 
-from helpers import load_tool
+from helpers import (PANOPTIC_CLASSES, shapes_panoptic_cfg,
+                     write_shapes_panoptic)
 from mmdetr.datasets import (CocoPanopticDataset, PanopticAnnotationError,
                              check_panoptic_annotations)
 from mmdetr.registry import DATASETS
 
-shapes = load_tool('tools/misc/make_shapes_dataset.py', 'make_shapes_dataset')
-CLASSES = shapes.CLASSES + shapes.STUFF_CLASSES
+CLASSES = PANOPTIC_CLASSES
 
 
 @pytest.fixture(scope='module')
 def clean(tmp_path_factory):
-    root = tmp_path_factory.mktemp('shapes_panoptic')
-    shapes.make_dataset(str(root), num_train=3, num_val=0, seed=2,
-                        img_size=48, panoptic=True)
-    return root / 'panoptic'
+    return write_shapes_panoptic(tmp_path_factory.mktemp('shapes_panoptic'))
 
 
 @pytest.fixture
@@ -58,16 +55,7 @@ def _edit_json(ann, change):
 
 
 def _dataset_cfg(root, classes=CLASSES):
-    things = tuple(c for c in classes if c in shapes.CLASSES)
-    return dict(
-        type='mmdetr.CocoPanopticDataset',
-        data_root=str(root),
-        ann_file='annotations/panoptic_train.json',
-        data_prefix=dict(img='train/', seg='annotations/panoptic_train/'),
-        metainfo=dict(classes=classes, thing_classes=things,
-                      stuff_classes=tuple(c for c in classes
-                                          if c not in things)),
-        pipeline=[])
+    return shapes_panoptic_cfg(root, classes)
 
 
 def test_clean_annotations_load_with_mmdet_default_scope(clean):

@@ -7,32 +7,19 @@ import numpy as np
 import pytest
 from mmengine.registry import DefaultScope
 
-from helpers import load_tool
+from helpers import shapes_panoptic_cfg, write_shapes_panoptic
 from mmdetr.registry import DATASETS
-
-shapes = load_tool('tools/misc/make_shapes_dataset.py', 'make_shapes_dataset')
-CLASSES = shapes.CLASSES + shapes.STUFF_CLASSES
 
 
 @pytest.fixture(scope='module')
 def root(tmp_path_factory):
-    out = tmp_path_factory.mktemp('shapes_targets')
-    shapes.make_dataset(str(out), num_train=3, num_val=0, seed=4,
-                        img_size=48, panoptic=True)
-    return out / 'panoptic'
+    return write_shapes_panoptic(tmp_path_factory.mktemp('shapes_targets'),
+                                 seed=4)
 
 
 def _dataset(root, pipeline):
-    cfg = dict(
-        type='mmdetr.CocoPanopticDataset',
-        data_root=str(root),
-        ann_file='annotations/panoptic_train.json',
-        data_prefix=dict(img='train/', seg='annotations/panoptic_train/'),
-        metainfo=dict(classes=CLASSES, thing_classes=shapes.CLASSES,
-                      stuff_classes=shapes.STUFF_CLASSES),
-        pipeline=pipeline)
     with DefaultScope.overwrite_default_scope('mmdet'):
-        return DATASETS.build(cfg)
+        return DATASETS.build(shapes_panoptic_cfg(root, pipeline=pipeline))
 
 
 def test_every_segment_is_a_target(root):
