@@ -51,8 +51,9 @@ install:
 	  MMCV_WITH_OPS=1 MAX_JOBS=$(MAX_JOBS) $(PIP) install --no-build-isolation "mmcv==$(MMCV_VERSION)" \
 	    || fail "mmcv==$(MMCV_VERSION) build (needs a C++ compiler and the Python headers)"; \
 	fi; \
-	step "4/7 mmengine, mmdet, scipy, pycocotools, pytest"; \
+	step "4/7 mmengine, mmdet, scipy, pycocotools, pytest, panopticapi-lite, hotcoco"; \
 	$(PIP) install -q -r requirements/runtime.txt -r requirements/tests.txt || fail "runtime requirements"; \
+	$(PIP) install -q --no-deps -r requirements/panoptic.txt || fail "panoptic requirements (panopticapi-lite, hotcoco)"; \
 	step "5/7 onnx, onnxruntime (deployment, requirements/deploy.txt)"; \
 	if $(PYTHON) -c "import onnx, onnxruntime" 2>/dev/null; then \
 	  echo "    keeping onnx $$($(PYTHON) -c 'import onnx; print(onnx.__version__)'), onnxruntime $$($(PYTHON) -c 'import onnxruntime; print(onnxruntime.__version__)')"; \

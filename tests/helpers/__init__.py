@@ -11,6 +11,7 @@ fixtures stay in ``tests/conftest.py``.
   modules, and readers of what they write;
 - ``parity``: mmdetr's DETR against a reference model, outputs and losses;
 - ``checkpoints``: checkpoints in other codebases' layouts;
+- ``panoptic``: a tiny COCO panoptic dataset on disk and its config;
 - ``steps``: one training step as the runner runs it, with its host
   syncs counted;
 - ``kill_hook``: hooks that kill or poison a training run (imported by
@@ -21,6 +22,8 @@ from .batches import (head_outputs_and_targets, make_batch, preprocess,
 from .checkpoints import mmdet2_state_dict, official_checkpoint
 from .datasets import CLASSES, write_coco_split, write_tiny_train_config
 from .models import TINY, build_mmdet, build_mmdetr, mmdet_cfg, mmdetr_cfg
+from .panoptic import (PANOPTIC_CLASSES, shapes_panoptic_cfg,
+                       write_shapes_panoptic)
 from .parity import (assert_identical_predictions, assert_same_losses,
                      assert_same_predictions, randomize_)
 from .steps import count_step, training_step
@@ -34,5 +37,6 @@ __all__ = [
     'CLASSES', 'ROOT', 'TESTS', 'TINY', 'build_mmdet', 'build_mmdetr',
     'copypaste_ap', 'count_step', 'head_outputs_and_targets', 'load_ckpt', 'load_tool', 'make_batch', 'mmdet_cfg',
     'mmdetr_cfg', 'preprocess', 'random_boxes', 'run', 'scalars', 'train',
-    'training_step', 'write_coco_split', 'write_tiny_train_config'
+    'training_step', 'write_coco_split', 'write_tiny_train_config',
+    'PANOPTIC_CLASSES', 'shapes_panoptic_cfg', 'write_shapes_panoptic'
 ]
