@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmdetr.models import panoptic_to_sem_seg
+from mmdetr.panoptic import panoptic_to_sem_seg
 
 CATEGORIES = [
     dict(id=1, name='a', isthing=1, supercategory='x'),

@@ -11,7 +11,8 @@ fixtures stay in ``tests/conftest.py``.
   modules, and readers of what they write;
 - ``parity``: mmdetr's DETR against a reference model, outputs and losses;
 - ``checkpoints``: checkpoints in other codebases' layouts;
-- ``panoptic``: a tiny COCO panoptic dataset on disk and its config;
+- ``panoptic``: a tiny COCO panoptic dataset on disk and its config, a
+  tiny PanopticDETR, ground-truth masks for synthetic batches;
 - ``steps``: one training step as the runner runs it, with its host
   syncs counted;
 - ``kill_hook``: hooks that kill or poison a training run (imported by
@@ -22,7 +23,8 @@ from .batches import (head_outputs_and_targets, make_batch, preprocess,
 from .checkpoints import mmdet2_state_dict, official_checkpoint
 from .datasets import CLASSES, write_coco_split, write_tiny_train_config
 from .models import TINY, build_mmdet, build_mmdetr, mmdet_cfg, mmdetr_cfg
-from .panoptic import (PANOPTIC_CLASSES, shapes_panoptic_cfg,
+from .panoptic import (PANOPTIC_CLASSES, PANOPTIC_TINY, panoptic_detr_cfg,
+                       shapes_panoptic_cfg, with_box_masks,
                        write_shapes_panoptic)
 from .parity import (assert_identical_predictions, assert_same_losses,
                      assert_same_predictions, randomize_)
@@ -38,5 +40,6 @@ __all__ = [
     'copypaste_ap', 'count_step', 'head_outputs_and_targets', 'load_ckpt', 'load_tool', 'make_batch', 'mmdet_cfg',
     'mmdetr_cfg', 'preprocess', 'random_boxes', 'run', 'scalars', 'train',
     'training_step', 'write_coco_split', 'write_tiny_train_config',
-    'PANOPTIC_CLASSES', 'shapes_panoptic_cfg', 'write_shapes_panoptic'
+    'PANOPTIC_CLASSES', 'PANOPTIC_TINY', 'panoptic_detr_cfg',
+    'shapes_panoptic_cfg', 'with_box_masks', 'write_shapes_panoptic'
 ]

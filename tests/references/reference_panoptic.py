@@ -254,3 +254,43 @@ def official_mask_losses(pred_masks: Tensor, gt_masks: Sequence[Tensor],
     dice = (1 - (2 * (p * t).sum(1) + 1) /
             (p.sum(1) + t.sum(1) + 1)).sum() / num_boxes
     return dict(loss_mask=float(focal), loss_dice=float(dice))
+
+
+# ------------------------------------------------------ the whole DETRsegm
+def official_segm_forward(sd: Dict[str, Tensor], images: Tensor,
+                          img_shapes: Sequence[Tuple[int, int]],
+                          num_heads: int) -> Tuple[Tensor, Tensor]:
+    """``DETRsegm`` on a padded batch, from its official state dict
+    (``detr.*``, ``bbox_attention.*``, ``mask_head.*``).
+
+    The detector is :func:`reference_detr.official_forward`; the mask head
+    (with the transformer's ``num_heads`` attention maps) reads its last
+    decoder layer, encoder memory, padding mask, input
+    projection and the ResNet's layer3, layer2 and layer1 outputs (strides
+    16, 8, 4; each computed by the reference ResNet stopped after that
+    layer).
+
+    Returns:
+        tuple[Tensor, Tensor]: the last layer's logits (bs, queries,
+        num_logits) and mask logits (bs, queries, H/4, W/4).
+    """
+    from .reference_detr import _resnet, official_forward
+    detr = {k[len('detr.'):]: v for k, v in sd.items()
+            if k.startswith('detr.')}
+    internals = {}
+    logits, _ = official_forward(detr, images, img_shapes, num_heads,
+                                 internals)
+
+    def up_to(layer):
+        deeper = tuple(f'backbone.0.body.layer{i}.'
+                       for i in range(layer + 1, 5))
+        return _resnet({k: v for k, v in detr.items()
+                        if not k.startswith(deeper)}, images)
+
+    fpns = [up_to(3), up_to(2), up_to(1)]
+    mask = internals['mask']
+    bs, (h, w) = len(images), mask.shape[-2:]
+    memory = internals['memory'].transpose(1, 2).reshape(bs, -1, h, w)
+    masks = official_masks(sd, internals['hs'][-1], memory, mask,
+                           internals['src'], fpns, num_heads)
+    return logits[-1], masks
