@@ -96,6 +96,11 @@ class DETRHead(detr_head.DETRHead):
                  **kwargs) -> None:
         super().__init__(*args, train_cfg=train_cfg, **kwargs)
 
+    @property
+    def assigner(self):
+        """The matcher, where 2.x code reads it (``head.assigner``)."""
+        return self.criterion.assigner
+
     def forward_train(self,
                       x: Sequence[Tensor],
                       img_metas: List[dict],

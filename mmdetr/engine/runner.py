@@ -24,6 +24,7 @@ from mmdetr.registry import RUNNERS
 from mmdetr.utils.checkpoint import UnsafeCheckpointError
 from mmdetr.utils.classifier_remap import (config_classes,
                                            remap_checkpoint_classifier)
+from mmdetr.utils.hf_convert import silent_mismatches
 
 
 def _is_local(path: str) -> bool:
@@ -49,6 +50,10 @@ class Runner(MMEngineRunner):
       rebuilds the classifier by class name
       (:mod:`mmdetr.utils.classifier_remap`) and logs one line saying what
       it did; every other mismatched key is listed by mmengine as before.
+    - ``load_from`` a Hugging Face transformers DETR
+      (``mmdetr-convert://``) whose ``config.json`` differs from the model
+      where no key shows it (attention heads, activation, dilation) is
+      refused, naming the fields.
     """
 
     @master_only  # as mmengine's: only rank 0 writes
@@ -79,6 +84,11 @@ class Runner(MMEngineRunner):
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         model = self.model.module if is_model_wrapper(
             self.model) else self.model
+        arch = (checkpoint.get('meta') or {}).get('hf_architecture')
+        mismatches = silent_mismatches(arch, model) if arch else []
+        if mismatches:
+            raise ValueError(f'{filename} does not fit the model: ' +
+                             '; '.join(mismatches))
         # Rename keys first ('module.' of DDP-saved weights), so the
         # classifier is found under its model name.
         checkpoint = _revise_keys(checkpoint, revise_keys)

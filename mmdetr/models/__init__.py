@@ -8,6 +8,7 @@ build on it.
 """
 from .detr import DETR, register_training_only
 from .detr_head import DETRHead, top_detections
+from .dilated_resnet import DilatedResNet
 from .frozen_batch_norm import (ConvFrozenBN2d, FrozenBatchNorm2d,
                                 fold_frozen_batch_norms, freeze_batch_norms)
 from .hungarian_assigner import HungarianAssigner
@@ -20,7 +21,8 @@ from .transformer import (DetrTransformer, DetrTransformerDecoderLayer,
                           DetrTransformerEncoderLayer)
 
 __all__ = [
-    'DETR', 'DETRHead', 'FrozenBatchNorm2d', 'freeze_batch_norms',
+    'DETR', 'DETRHead', 'DilatedResNet', 'FrozenBatchNorm2d',
+    'freeze_batch_norms',
     'ConvFrozenBN2d', 'fold_frozen_batch_norms', 'HungarianAssigner',
     'ClassificationCost', 'BBoxL1Cost', 'IoUCost', 'SinePositionalEncoding',
     'LearnedPositionalEncoding', 'DetrTransformer',

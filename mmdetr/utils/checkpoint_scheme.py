@@ -12,6 +12,12 @@ layout::
 
     load_from = ('mmdetr-convert://'
                  'https://dl.fbaipublicfiles.com/detr/detr-r50-e632da11.pth')
+
+``PATH`` may also be a local Hugging Face transformers DETR: its directory,
+or its ``model.safetensors`` / ``pytorch_model.bin`` with ``config.json``
+beside it (:mod:`mmdetr.utils.hf_convert`); the class names come from
+``id2label``, and the architecture of ``config.json`` is recorded in
+``meta['hf_architecture']``, which mmdetr's runner checks against the model.
 """
 import os
 import os.path as osp
@@ -26,6 +32,7 @@ from .classifier_remap import (CLASSIFIER, checkpoint_classes, coco_classes,
                                coco_panoptic_classes)
 from .convert import (LAYOUTS, OFFICIAL_COCO_LOGITS, OFFICIAL_PANOPTIC_LOGITS,
                       convert_state_dict, detect_layout, extract_state_dict)
+from .hf_convert import hf_files, load_hf_checkpoint
 
 PREFIX = 'mmdetr-convert://'
 # 'detr-r50-e632da11.pth', '..._153551-436d03e8.pth': the first hex digits of
@@ -58,15 +65,19 @@ def load_from_converted(filename: str, map_location=None) -> dict:
     Returns:
         dict: ``state_dict`` in mmdetr's layout and ``meta`` with the
         source layout and, when known, ``dataset_meta['classes']``: the
-        checkpoint's own record, or COCO's 80 names for an official COCO
-        checkpoint (so fine-tuning copies classifier rows by class name).
+        checkpoint's own record, ``id2label`` of a transformers DETR, or
+        COCO's 80 names for an official COCO checkpoint (so fine-tuning
+        copies classifier rows by class name).
 
     Raises:
         FileNotFoundError: no such file.
         UnsafeCheckpointError: the file holds objects outside the allowlist.
-        CheckpointLayoutError: the keys fit no known layout.
+        CheckpointLayoutError: the keys fit no known layout, or a
+            transformers DETR mmdetr cannot compute as transformers does.
     """
     path = _local_copy(filename[len(PREFIX):])
+    if hf_files(path):
+        return _load_hf(filename, path)
     if not osp.isfile(path):
         raise FileNotFoundError(f'{filename}: no such file: {path}')
     checkpoint = load_checkpoint_file(path, map_location=map_location or 'cpu')
@@ -80,6 +91,18 @@ def load_from_converted(filename: str, map_location=None) -> dict:
     meta = dict(converted_from=layout)
     if classes is not None:
         meta['dataset_meta'] = dict(classes=classes)
+    return dict(state_dict=state_dict, meta=meta)
+
+
+def _load_hf(filename: str, path: str) -> dict:
+    """:func:`load_from_converted` for a transformers DETR."""
+    from dataclasses import asdict
+    notes = ['detected layout: hf (Hugging Face transformers DETR)']
+    state_dict, classes, arch = load_hf_checkpoint(path, notes)
+    for note in notes:
+        print_log(f'{filename}: {note}', logger='current')
+    meta = dict(converted_from='hf', dataset_meta=dict(classes=classes),
+                hf_architecture=asdict(arch))
     return dict(state_dict=state_dict, meta=meta)
 
 

@@ -66,17 +66,25 @@ _DEC_PARTS = ('self_attn', 'cross_attn', 'linear1', 'linear2', 'norm1',
 Rules = Tuple[Tuple[str, str], ...]
 
 
-def _layer_rules(encoder: str, decoder: str, parts: Dict[str, str]) -> Rules:
+def layer_rules(encoder: str,
+                decoder: str,
+                parts: Dict[str, str],
+                decoder_parts: Optional[Dict[str, str]] = None) -> Rules:
     """Rules for the parts of every encoder and decoder layer.
 
     Args:
         encoder, decoder (str): The layout's prefix of layer ``{i}``.
         parts (dict): mmdetr's part name -> the layout's (``'self_attn'`` ->
             ``'self_attn.attn'`` ...).
+        decoder_parts (dict, optional): Names that differ in the decoder's
+            layers (Hugging Face's ``norm2`` is ``final_layer_norm`` in the
+            encoder, ``encoder_attn_layer_norm`` in the decoder).
     """
+    dec_parts = dict(parts, **(decoder_parts or {}))
     return tuple((_ENC + f'{part}.{{p}}', encoder + f'{parts[part]}.{{p}}')
                  for part in _ENC_PARTS) + tuple(
-                     (_DEC + f'{part}.{{p}}', decoder + f'{parts[part]}.{{p}}')
+                     (_DEC + f'{part}.{{p}}',
+                      decoder + f'{dec_parts[part]}.{{p}}')
                      for part in _DEC_PARTS)
 
 
@@ -98,7 +106,7 @@ _MMDET3: Rules = (
     ('bbox_head.input_proj.{p}', 'neck.convs.0.conv.{p}'),
     ('bbox_head.positional_encoding.{p}', 'positional_encoding.{p}'),
     ('bbox_head.query_embedding.{p}', 'query_embedding.{p}'),
-    *_layer_rules(
+    *layer_rules(
         'encoder.layers.{i}.', 'decoder.layers.{i}.', {
             'self_attn': 'self_attn.attn',
             'cross_attn': 'cross_attn.attn',
@@ -115,7 +123,7 @@ _MMDET2: Rules = (
     ('bbox_head.positional_encoding.{p}',
      'bbox_head.positional_encoding.{p}'),
     ('bbox_head.query_embedding.{p}', 'bbox_head.query_embedding.{p}'),
-    *_layer_rules(
+    *layer_rules(
         'bbox_head.transformer.encoder.layers.{i}.',
         'bbox_head.transformer.decoder.layers.{i}.', {
             'self_attn': 'attentions.0.attn',
@@ -135,7 +143,7 @@ _OFFICIAL: Rules = (
     ('backbone.{p}', 'backbone.0.body.{p}'),
     ('bbox_head.input_proj.{p}', 'input_proj.{p}'),
     ('bbox_head.query_embedding.{p}', 'query_embed.{p}'),
-    *_layer_rules(
+    *layer_rules(
         'transformer.encoder.layers.{i}.', 'transformer.decoder.layers.{i}.',
         {
             **{part: part
@@ -219,6 +227,49 @@ class CheckpointLayoutError(ValueError):
     """A state dict does not fit the layout it is converted from or to."""
 
 
+def keep_classifier_rows(state_dict: 'OrderedDict[str, Tensor]',
+                         rows: List[int]) -> 'OrderedDict[str, Tensor]':
+    """``state_dict`` (mmdetr's keys) with only ``rows`` of the classifier
+    ``bbox_head.fc_cls`` (weight and bias), in that order."""
+    out = OrderedDict(state_dict)
+    for key in ('bbox_head.fc_cls.weight', 'bbox_head.fc_cls.bias'):
+        if key in out:
+            out[key] = out[key][rows]
+    return out
+
+
+def add_bn_counters(state_dict: 'OrderedDict[str, Tensor]', notes: List[str],
+                    source: str) -> 'OrderedDict[str, Tensor]':
+    """Frozen BatchNorm: ``FrozenBatchNorm2d`` (official DETR, Hugging Face
+    transformers) has no ``num_batches_tracked``; mmdet's ResNet uses
+    ``nn.BatchNorm2d``, which has it. Add it as 0, right after each
+    ``running_var`` of the backbone, so the result loads strictly. Harmless:
+    it is read only in training mode with ``momentum=None``, and DETR's
+    backbone BN is frozen (eval mode, ``norm_eval=True``); it never changes
+    the output.
+
+    Args:
+        state_dict (OrderedDict): mmdetr's keys.
+        notes (list): Receives one line if any counter was added.
+        source (str): Who wrote the frozen BN layers, for the note.
+    """
+    out = OrderedDict()
+    added = 0
+    for key, value in state_dict.items():
+        out[key] = value
+        if key.startswith('backbone.') and key.endswith('.running_var'):
+            tracked = key[:-len('running_var')] + 'num_batches_tracked'
+            if tracked not in state_dict:
+                out[tracked] = torch.tensor(0, dtype=torch.long)
+                added += 1
+    if added:
+        notes.append(
+            f'backbone: added num_batches_tracked=0 to {added} frozen '
+            f'BatchNorm layers (the FrozenBatchNorm2d of {source} has '
+            'none; frozen BN never reads it)')
+    return out
+
+
 def _official_to_mmdetr(state_dict: 'OrderedDict[str, Tensor]',
                         notes: List[str]) -> 'OrderedDict[str, Tensor]':
     """The two content changes of official -> mmdetr (keys already renamed).
@@ -227,28 +278,13 @@ def _official_to_mmdetr(state_dict: 'OrderedDict[str, Tensor]',
        0..90 plus no-object; mmdet's COCO classes are the 80 ids in use, in
        order. Keep those rows and the no-object row. Any other size (a model
        fine-tuned on another dataset) is kept as is.
-    2. Frozen BatchNorm: official ``FrozenBatchNorm2d`` has no
-       ``num_batches_tracked``; mmdet's ResNet uses ``nn.BatchNorm2d``, which
-       has it. Add it as 0 so the result loads strictly. Harmless: it is
-       read only in training mode with ``momentum=None``, and DETR's backbone
-       BN is frozen (eval mode, ``norm_eval=True``); it never changes the
-       output.
+    2. Frozen BatchNorm counters (:func:`add_bn_counters`).
     """
-    out = OrderedDict()
-    added = 0
-    for key, value in state_dict.items():
-        if key in ('bbox_head.fc_cls.weight', 'bbox_head.fc_cls.bias') and \
-                len(value) == OFFICIAL_COCO_LOGITS:
-            value = value[list(COCO_CATEGORY_IDS) + [OFFICIAL_COCO_LOGITS - 1]]
-        out[key] = value
-        if key.startswith('backbone.') and key.endswith('.running_var'):
-            tracked = key[:-len('running_var')] + 'num_batches_tracked'
-            if tracked not in state_dict:
-                out[tracked] = torch.tensor(0, dtype=torch.long)
-                added += 1
     num_logits = len(state_dict['bbox_head.fc_cls.weight']) \
         if 'bbox_head.fc_cls.weight' in state_dict else None
     if num_logits == OFFICIAL_COCO_LOGITS:
+        state_dict = keep_classifier_rows(
+            state_dict, list(COCO_CATEGORY_IDS) + [OFFICIAL_COCO_LOGITS - 1])
         notes.append(
             'classifier: 92 official logits (COCO category ids 0..90 + '
             'no-object) -> the 80 COCO classes in COCO\'s order + no-object')
@@ -256,12 +292,7 @@ def _official_to_mmdetr(state_dict: 'OrderedDict[str, Tensor]',
         notes.append(
             f'classifier: {num_logits} logits, not COCO\'s 92: kept as they '
             f'are (num_classes={num_logits - 1}, no-object last)')
-    if added:
-        notes.append(
-            f'backbone: added num_batches_tracked=0 to {added} frozen '
-            'BatchNorm layers (official FrozenBatchNorm2d has none; frozen '
-            'BN never reads it)')
-    return out
+    return add_bn_counters(state_dict, notes, 'official DETR')
 
 
 @dataclass(frozen=True)
@@ -317,7 +348,7 @@ def _compile(rules: Rules, to_mmdetr: bool) -> List[Tuple['re.Pattern', str]]:
              ours if to_mmdetr else theirs) for ours, theirs in rules]
 
 
-def _rename(state_dict: Dict[str, Tensor], rules: Rules, to_mmdetr: bool
+def rename_keys(state_dict: Dict[str, Tensor], rules: Rules, to_mmdetr: bool
             ) -> Tuple['OrderedDict[str, Tensor]', List[str]]:
     """Rename every key by the first rule that matches it.
 
@@ -352,7 +383,7 @@ def detect_layout(state_dict: Dict[str, Tensor]) -> str:
     if not state_dict:
         raise CheckpointLayoutError('the checkpoint holds no weights')
     unplaced = {
-        name: _rename(state_dict, layout.rules, to_mmdetr=True)[1]
+        name: rename_keys(state_dict, layout.rules, to_mmdetr=True)[1]
         for name, layout in LAYOUTS.items()
     }
     fits = [name for name, keys in unplaced.items() if not keys]
@@ -405,7 +436,7 @@ def convert_state_dict(state_dict: Dict[str, Tensor],
         raise CheckpointLayoutError(
             f'cannot convert to {dst!r}; expected one of {TARGETS}')
     source = LAYOUTS[src]
-    ours, unplaced = _rename(state_dict, source.rules, to_mmdetr=True)
+    ours, unplaced = rename_keys(state_dict, source.rules, to_mmdetr=True)
     if unplaced:
         raise CheckpointLayoutError(
             f'{len(unplaced)} of {len(state_dict)} keys of the {src} '
@@ -415,8 +446,8 @@ def convert_state_dict(state_dict: Dict[str, Tensor],
         ours = source.to_mmdetr(ours, notes)
     if dst == 'mmdetr':
         return ours
-    ours = _drop_training_only(ours, notes)
-    theirs, unplaced = _rename(ours, LAYOUTS[dst].rules, to_mmdetr=False)
+    ours = drop_training_only(ours, notes)
+    theirs, unplaced = rename_keys(ours, LAYOUTS[dst].rules, to_mmdetr=False)
     if unplaced:
         raise CheckpointLayoutError(
             f'{len(unplaced)} keys have no place in {LAYOUTS[dst].title}, '
@@ -424,7 +455,7 @@ def convert_state_dict(state_dict: Dict[str, Tensor],
     return theirs
 
 
-def _drop_training_only(state_dict: 'OrderedDict[str, Tensor]',
+def drop_training_only(state_dict: 'OrderedDict[str, Tensor]',
                         notes: List[str]) -> 'OrderedDict[str, Tensor]':
     """mmdetr's weights without :data:`TRAINING_ONLY_KEYS`."""
     patterns = [_template_regex(key) for key in TRAINING_ONLY_KEYS]

@@ -226,6 +226,7 @@ def test_pytorch2onnx_verify_prints_the_differences(trained):
                                   keep_ratio=True)
 
 
+@pytest.mark.slow
 def test_deployment_test_gives_pytorchs_ap(trained):
     """tools/deployment/test.py on the ONNX model prints the COCO numbers
     tools/test.py gives on the checkpoint, and the detections behind them
@@ -273,6 +274,7 @@ def test_deployment_test_refuses_another_config(from_config, tmp_path):
         assert cfg in msg and from_config['onnx'] in msg and words in msg, msg
 
 
+@pytest.mark.slow
 def test_ort_detector_without_torch_equals_inference_detector(from_config,
                                                               tmp_path):
     """ORTDetector in a process where torch, mmcv, mmdet and mmengine cannot

@@ -114,6 +114,7 @@ FLAGS = _flags_by_tool()
 @pytest.mark.parametrize('tool,sub', sorted(FLAGS, key=str),
                          ids=[f'{t}{" " + s if s else ""}'
                               for t, s in sorted(FLAGS, key=str)])
+@pytest.mark.slow
 def test_documented_options_are_accepted(tool, sub):
     text = _help(tool, sub)
     for flag, where in FLAGS[(tool, sub)].items():

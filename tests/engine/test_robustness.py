@@ -150,6 +150,7 @@ def test_num_classes_mismatch_stops_up_front(tmp_path, coco_root):
         runner.train()
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_with_iteration_and_key(tmp_path, coco_root):
     """Poisoned weights at iteration 5 (epoch 2): the run stops naming it,
     epoch 1's checkpoint is intact and --resume carries on from it."""
@@ -176,6 +177,7 @@ def test_non_finite_loss_stops_with_iteration_and_key(tmp_path, coco_root):
     assert (work_dir / 'epoch_3.pth').exists()
 
 
+@pytest.mark.slow
 def test_kill_while_saving_leaves_the_previous_checkpoint_latest(
         tmp_path, coco_root):
     cfg = write_tiny_train_config(
@@ -207,6 +209,7 @@ def _evil_checkpoint(path, marker):
     torch.save({'state_dict': {}, 'meta': {'x': Evil()}}, path)
 
 
+@pytest.mark.slow
 def test_crafted_checkpoint_is_refused_by_test_and_resume(
         tmp_path, coco_root):
     marker = tmp_path / 'pwned'
@@ -224,6 +227,7 @@ def test_crafted_checkpoint_is_refused_by_test_and_resume(
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_same_seed_deterministic_runs_give_identical_losses(
         tmp_path, coco_root):
     cfg = write_tiny_train_config(tmp_path / 'cfg.py', coco_root,

@@ -1,6 +1,7 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 """Duplicate-detection figures (the demo's "one box per object" check) and
 the enlarged drawing of small images."""
+import pytest
 import os.path as osp
 import pickle
 import subprocess
@@ -67,6 +68,7 @@ def test_metric_logs_the_same_figures():
         pairs=2, images_with_duplicates=2, detections=8)
 
 
+@pytest.mark.slow
 def test_count_duplicates_tool_reads_a_test_out_pickle(tmp_path):
     results = [dict(img_id=i, pred_instances=det)
                for i, det in enumerate(_images())]

@@ -59,9 +59,13 @@ def official_state_dict(depth: int = 18,
                         dec: int = 2,
                         queries: int = 20,
                         num_logits: int = 92,
-                        seed: int = 0) -> 'OrderedDict[str, Tensor]':
+                        seed: int = 0,
+                        width: int = 64) -> 'OrderedDict[str, Tensor]':
     """Random weights under the official keys, every tensor random (norms
     and BN statistics too, so that swapping any two shows).
+
+    ``width`` is the ResNet's stem and first-stage width (torchvision's is
+    64; a narrower one keeps tests of deep ResNets fast).
 
     The logits of the 11 COCO ids no image uses (0, 12, 26, ...) get a bias
     of -1e4, as a trained model (they were never a target) gives them
@@ -98,13 +102,13 @@ def official_state_dict(depth: int = 18,
         linear(f'{name}.out_proj', d, d)
 
     body = 'backbone.0.body'
-    conv(f'{body}.conv1', 64, 3, 7)
-    frozen_bn(f'{body}.bn1', 64)
+    conv(f'{body}.conv1', width, 3, 7)
+    frozen_bn(f'{body}.bn1', width)
     blocks, bottleneck = RESNETS[depth]
     expansion = 4 if bottleneck else 1
-    in_c = 64
+    in_c = width
     for stage, num_blocks in enumerate(blocks):
-        planes = 64 * 2**stage
+        planes = width * 2**stage
         for b in range(num_blocks):
             p = f'{body}.layer{stage + 1}.{b}'
             if bottleneck:
@@ -160,8 +164,15 @@ def _frozen_bn(sd, name, x):
     return x * scale[None, :, None, None] + shift[None, :, None, None]
 
 
-def _resnet(sd, x):
-    """torchvision ResNet up to layer4 (stride in the 3x3 conv, v1.5)."""
+def _resnet(sd, x, dilation=False):
+    """torchvision ResNet up to layer4 (stride in the 3x3 conv, v1.5).
+
+    With ``dilation`` (official ``--dilation``, DC5), layer4 trades its
+    stride for a dilation of 2 as torchvision's
+    ``replace_stride_with_dilation`` does: no stride anywhere in the stage,
+    the first block's 3x3 conv keeps dilation 1, the others use 2 (padding
+    equal to the dilation). Bottleneck blocks only, as in torchvision.
+    """
     body = 'backbone.0.body'
     x = F.relu(_frozen_bn(sd, f'{body}.bn1',
                           F.conv2d(x, sd[f'{body}.conv1.weight'], stride=2,
@@ -169,19 +180,25 @@ def _resnet(sd, x):
     x = F.max_pool2d(x, 3, stride=2, padding=1)
     stage = 1
     while f'{body}.layer{stage}.0.conv1.weight' in sd:
+        dilated = dilation and stage == 4
         b = 0
         while f'{body}.layer{stage}.{b}.conv1.weight' in sd:
             p = f'{body}.layer{stage}.{b}'
-            stride = 2 if stage > 1 and b == 0 else 1
+            stride = 2 if stage > 1 and b == 0 and not dilated else 1
+            dil = 2 if dilated and b > 0 else 1
             bottleneck = f'{p}.conv3.weight' in sd
             if bottleneck:
                 y = F.relu(_frozen_bn(sd, f'{p}.bn1',
                                       F.conv2d(x, sd[f'{p}.conv1.weight'])))
                 y = F.relu(_frozen_bn(sd, f'{p}.bn2', F.conv2d(
-                    y, sd[f'{p}.conv2.weight'], stride=stride, padding=1)))
+                    y, sd[f'{p}.conv2.weight'], stride=stride, padding=dil,
+                    dilation=dil)))
                 y = _frozen_bn(sd, f'{p}.bn3',
                                F.conv2d(y, sd[f'{p}.conv3.weight']))
             else:
+                if dilated:
+                    raise NotImplementedError(
+                        'torchvision dilates bottleneck blocks only')
                 y = F.relu(_frozen_bn(sd, f'{p}.bn1', F.conv2d(
                     x, sd[f'{p}.conv1.weight'], stride=stride, padding=1)))
                 y = _frozen_bn(sd, f'{p}.bn2', F.conv2d(
@@ -247,6 +264,7 @@ def _ffn(sd, p, x):
 def official_forward(sd: Dict[str, Tensor], images: Tensor,
                      img_shapes: Sequence[Tuple[int, int]],
                      num_heads: int,
+                     dilation: bool = False,
                      internals: Optional[dict] = None
                      ) -> Tuple[Tensor, Tensor]:
     """Post-norm DETR on a padded batch.
@@ -257,6 +275,8 @@ def official_forward(sd: Dict[str, Tensor], images: Tensor,
             shape (bs, 3, H, W).
         img_shapes (list[tuple]): Each image's (h, w) before padding.
         num_heads (int): Attention heads (not stored in the weights).
+        dilation (bool): Official ``--dilation`` (DC5): layer4 dilated
+            instead of strided. Not stored in the weights either.
         internals (dict, optional): Receives what official ``DETRsegm``
             reads besides: ``mask`` (bs, h, w) True at padding, ``src``
             the input projection (bs, d, h, w), ``memory`` the encoder
@@ -271,7 +291,7 @@ def official_forward(sd: Dict[str, Tensor], images: Tensor,
     mask = torch.ones(bs, big_h, big_w, dtype=torch.bool)
     for i, (h, w) in enumerate(img_shapes):
         mask[i, :h, :w] = False
-    feat = _resnet(sd, images)
+    feat = _resnet(sd, images, dilation)
     mask = F.interpolate(mask[None].float(), size=feat.shape[-2:])[0].bool()
     src = F.conv2d(feat, sd['input_proj.weight'], sd['input_proj.bias'])
     d = src.shape[1]

@@ -279,7 +279,7 @@ def official_segm_forward(sd: Dict[str, Tensor], images: Tensor,
             if k.startswith('detr.')}
     internals = {}
     logits, _ = official_forward(detr, images, img_shapes, num_heads,
-                                 internals)
+                                 internals=internals)
 
     def up_to(layer):
         deeper = tuple(f'backbone.0.body.layer{i}.'

@@ -2,12 +2,14 @@
 """configs/mmdet_style_detr_r50_8x2_150e_coco.py, the way an mmdet user
 writes a config (mmdet's bases + custom_imports), trains and tests with
 mmdetr's components."""
+import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
 
 from helpers import write_tiny_train_config
 
 
+@pytest.mark.slow
 def test_mmdet_style_config_trains_and_tests_with_mmdetr(coco_root, tmp_path):
     cfg_file = write_tiny_train_config(
         tmp_path / 'user.py', coco_root,
@@ -18,8 +20,8 @@ def test_mmdet_style_config_trains_and_tests_with_mmdetr(coco_root, tmp_path):
     runner = Runner.from_cfg(cfg)
     model = runner.model
     head = model.bbox_head
-    for obj in (model, head, head.assigner, head.transformer,
-                head.positional_encoding, *head.assigner.match_costs):
+    for obj in (model, head, head.criterion.assigner, head.transformer,
+                head.positional_encoding, *head.criterion.assigner.match_costs):
         assert type(obj).__module__.startswith('mmdetr.'), type(obj)
     assert type(model.backbone).__module__.startswith('mmdet.')
     runner.train()

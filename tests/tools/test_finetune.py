@@ -315,6 +315,7 @@ def trained(tmp_path_factory):
     return root, ckpt
 
 
+@pytest.mark.slow
 def test_finetune_on_two_old_classes_and_a_new_one(trained, tmp_path):
     root, ckpt_path = trained
     new = ('triangle', 'hexagon', 'square')
@@ -367,6 +368,7 @@ def test_template_on_shapes_from_official_coco_weights(tmp_path):
     assert 'coco/bbox_mAP_50' in probe.metrics
 
 
+@pytest.mark.slow
 def test_num_classes_mismatch_still_stops_a_finetune_run(trained, tmp_path):
     """DataCheckHook's error is unchanged when load_from is set: the
     classifier fit says it cannot match names and the hook stops the run."""

@@ -54,6 +54,7 @@ def trained(coco_root, tmp_path_factory):
     return dict(cfg=cfg, ckpt=str(ckpt), work_dir=work_dir, data=coco_root)
 
 
+@pytest.mark.slow
 def test_import_mmdetr_allowlists_exactly_the_trusted_classes():
     """In a fresh process, importing mmdetr adds exactly
     trusted_checkpoint_globals() to torch's allowlist."""

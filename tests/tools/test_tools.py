@@ -27,6 +27,7 @@ def trained(coco_root, tmp_path_factory):
                 proc.stderr)
 
 
+@pytest.mark.slow
 def test_train_writes_checkpoints_logs_and_validates(trained):
     work_dir = trained['work_dir']
     for epoch in (1, 2, 3):
@@ -40,6 +41,7 @@ def test_train_writes_checkpoints_logs_and_validates(trained):
     assert 'bbox_head.transformer.decoder_norm.weight' in ckpt['state_dict']
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_at_the_right_point(trained, coco_root, tmp_path):
     """SIGKILL after epoch 2's checkpoint; --resume finishes epoch 3 and ends
     with the same iteration, lr, optimizer state and weights as the run
@@ -79,6 +81,7 @@ def test_killed_run_resumes_at_the_right_point(trained, coco_root, tmp_path):
                                    rtol=1e-4, atol=1e-6, msg=key)
 
 
+@pytest.mark.slow
 def test_resume_from_explicit_checkpoint(trained, tmp_path):
     ckpt = osp.join(trained['work_dir'], 'epoch_2.pth')
     proc = train(trained['cfg'], tmp_path / 'work', '--resume', ckpt)
@@ -86,12 +89,14 @@ def test_resume_from_explicit_checkpoint(trained, tmp_path):
     assert osp.isfile(tmp_path / 'work' / 'epoch_3.pth')
 
 
+@pytest.mark.slow
 def test_resume_missing_checkpoint_is_named(trained, tmp_path):
     proc = train(trained['cfg'], tmp_path / 'w', '--resume',
                  tmp_path / 'nope.pth', check=False)
     assert proc.returncode != 0 and 'nope.pth' in proc.stderr
 
 
+@pytest.mark.slow
 def test_test_eval_bbox_prints_the_coco_table(trained, tmp_path):
     ckpt = osp.join(trained['work_dir'], 'epoch_3.pth')
     out_pkl = tmp_path / 'results.pkl'
@@ -109,6 +114,7 @@ def test_test_eval_bbox_prints_the_coco_table(trained, tmp_path):
     assert results[0]['pred_instances']['bboxes'].shape[1] == 4
 
 
+@pytest.mark.slow
 def test_test_format_only_writes_coco_results_json(trained, coco_root,
                                                    tmp_path):
     ckpt = osp.join(trained['work_dir'], 'epoch_3.pth')
@@ -126,6 +132,7 @@ def test_test_format_only_writes_coco_results_json(trained, coco_root,
     assert set(results.getImgIds()) <= set(gt.getImgIds())
 
 
+@pytest.mark.slow
 def test_test_show_dir_draws_images(trained, tmp_path):
     ckpt = osp.join(trained['work_dir'], 'epoch_3.pth')
     show_dir = tmp_path / 'vis'
@@ -135,6 +142,7 @@ def test_test_show_dir_draws_images(trained, tmp_path):
     assert len(files) == 3 and all(f.endswith('.jpg') for f in files)
 
 
+@pytest.mark.slow
 def test_test_rejects_missing_files(trained, tmp_path):
     proc = run(sys.executable, 'tools/test.py', trained['cfg'],
                tmp_path / 'missing.pth', '--eval', 'bbox', check=False)
