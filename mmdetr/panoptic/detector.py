@@ -55,7 +55,7 @@ class PanopticDETR(DETR):
 
     - ``panoptic_on`` (bool): fill ``pred_panoptic_seg`` (default True);
     - ``instance_on`` (bool): add ``masks`` to ``pred_instances``, one per
-      detection (default True);
+      thing detection (default True);
     - ``mask_thr`` (float): the instance masks' probability threshold
       (official 0.5);
     - ``panoptic`` (dict): :class:`DETRPanopticPostProcess`'s arguments
@@ -227,36 +227,37 @@ class PanopticDETR(DETR):
 
         Returns:
             list[dict]: per image, ``ins_results`` (``InstanceData``:
-            DETR's detections, with ``masks`` (n, H, W) bool when
-            ``instance_on``) and, when ``panoptic_on``, ``pan_results``
+            DETR's detections of thing classes, with ``masks`` (n, H, W)
+            bool when ``instance_on``) and, when ``panoptic_on``,
+            ``pan_results``
             (``PixelData`` whose ``sem_seg`` (1, H, W) holds mmdet's
             panoptic encoding); (H, W) is the original image size with
             ``rescale``, else ``img_shape``.
         """
         detections = super().predict_by_outputs(outputs, img_metas, rescale)
         cfg = self.panoptic_cfg
-        if not (cfg['instance_on'] or cfg['panoptic_on']):
-            return [dict(ins_results=d) for d in detections]
-        masks = self.mask_logits(outputs)
         cls_scores = outputs['cls_scores'][-1]
+        # the queries of the detections, in their order (the ranking of
+        # DETRHead.predict_by_feat)
+        scores = cls_scores.softmax(-1)[..., :-1].max(-1)[0]
+        det_queries = scores.topk(self.bbox_head.num_detections(), dim=1)[1]
+        masks = self.mask_logits(outputs) if (
+            cfg['instance_on'] or cfg['panoptic_on']) else None
         canvas = tuple(img_metas[0]['batch_input_shape'][:2])
         is_thing = [label < self.num_things_classes
                     for label in range(self.bbox_head.num_classes)]
-        if cfg['instance_on']:
-            # the queries of the detections, in their order (the ranking of
-            # DETRHead.predict_by_feat)
-            scores = cls_scores.softmax(-1)[..., :-1].max(-1)[0]
-            det_queries = scores.topk(
-                self.bbox_head.num_detections(), dim=1)[1]
         results = []
         for i, meta in enumerate(img_metas):
             img_shape = tuple(meta['img_shape'][:2])
             out_shape = tuple(meta['ori_shape'][:2]) if rescale else img_shape
-            result = dict(ins_results=detections[i])
+            # instances are things (COCO's instances json has no stuff)
+            things = detections[i].labels < self.num_things_classes
+            instances = detections[i][things]
+            result = dict(ins_results=instances)
             if cfg['instance_on']:
-                detections[i].masks = instance_masks(
-                    masks[i, det_queries[i]], img_shape, canvas, out_shape,
-                    cfg['mask_thr'])
+                instances.masks = instance_masks(
+                    masks[i, det_queries[i][things]], img_shape, canvas,
+                    out_shape, cfg['mask_thr'])
             if cfg['panoptic_on']:
                 result['pan_results'] = PixelData(
                     sem_seg=self.panoptic_postprocess(
