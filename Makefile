@@ -136,7 +136,8 @@ demo-panoptic-data:
 	have=$$($(PYTHON) -c "import json,sys; print(len(json.load(open(sys.argv[1]))['images']))" \
 	  $(DEMO_DATA)/panoptic/annotations/panoptic_train.json 2>/dev/null || echo 0); \
 	if [ "$$have" = "$(DEMO_NUM_TRAIN)" ] && \
-	   [ -f $(DEMO_DATA)/panoptic/annotations/panoptic_val.json ]; then \
+	   [ -f $(DEMO_DATA)/panoptic/annotations/panoptic_val.json ] && \
+	   [ -f $(DEMO_DATA)/panoptic/annotations/instances_val.json ]; then \
 	  echo "==> [panoptic data] keeping $(DEMO_DATA)/panoptic (delete it to regenerate)"; \
 	else \
 	  echo "==> [panoptic data] generating $(DEMO_DATA) with --panoptic ($(DEMO_NUM_TRAIN) train images; it had $$have)"; \

@@ -1,8 +1,9 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 """The panoptic demo config with the normal tools on a tiny panoptic shapes
 dataset: tools/train.py trains the mask head on a frozen box model,
-tools/test.py --eval pq prints PQ, SQ and RQ for all, things and stuff; bad
-panoptic data stops the run before training and writes over nothing."""
+tools/test.py --eval pq segm prints PQ, SQ and RQ for all, things and stuff
+and the things' mask AP; bad panoptic data stops the run before training
+and writes over nothing."""
 import os
 import re
 import shutil
@@ -34,8 +35,13 @@ split = dict(data_root=data_root, ann_file='annotations/panoptic_train.json',
 train_dataloader = dict(batch_size=2, dataset=dict(data_root=data_root))
 val_dataloader = dict(batch_size=2, dataset=split)
 test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/panoptic_train.json',
-                     seg_prefix=data_root + 'annotations/panoptic_train/')
+val_evaluator = [
+    dict(type='CocoPanopticMetric',
+         ann_file=data_root + 'annotations/panoptic_train.json',
+         seg_prefix=data_root + 'annotations/panoptic_train/'),
+    dict(type='CocoMetric', metric=['bbox', 'segm'],
+         ann_file=data_root + 'annotations/instances_train.json')
+]
 test_evaluator = val_evaluator
 train_cfg = dict(max_epochs=1, val_interval=1)
 default_hooks = dict(logger=dict(interval=1))
@@ -75,14 +81,17 @@ def test_train_then_test_print_panoptic_quality(tiny_run):
     assert re.search(r'loss_mask: [\d.]+ .*loss_dice: [\d.]+', proc.stdout)
 
     proc = run(sys.executable, 'tools/test.py', cfg,
-               work_dir / 'epoch_1.pth', '--eval', 'pq', '--work-dir',
-               root / 'test')
+               work_dir / 'epoch_1.pth', '--eval', 'pq', 'segm',
+               '--work-dir', root / 'test')
     out = proc.stdout + proc.stderr
     header = re.search(r'\|\s*\|\s*PQ\s*\|\s*SQ\s*\|\s*RQ\s*\|', out)
     assert header, out[-3000:]
     for row in ('All', 'Things', 'Stuff'):
         assert re.search(rf'\|\s*{row}\s*\|\s*[\d.]+\s*\|', out), row
     assert re.search(r'coco_panoptic/PQ: [\d.]+', out)
+    # and the things' mask AP, on the instances json beside the panoptic one
+    assert re.search(r'coco/segm_mAP: [\d.-]+', out), out[-3000:]
+    assert not re.search(r'coco/bbox_mAP', out)  # --eval segm alone
 
 
 @pytest.mark.slow

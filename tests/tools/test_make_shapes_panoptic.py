@@ -109,3 +109,28 @@ def test_every_stuff_class_appears(pair):
     per_image = [sum(s['category_id'] > 3 for s in a['segments_info'])
                  for a in coco['annotations']]
     assert max(per_image) >= 2, 'some images have several regions'
+
+
+def test_things_are_also_coco_instances_with_their_visible_masks(pair):
+    from pycocotools import mask as mask_utils
+    _, pan = pair
+    ann_dir = pan / 'panoptic' / 'annotations'
+    coco = json.load(open(ann_dir / 'panoptic_val.json'))
+    things = json.load(open(ann_dir / 'instances_val.json'))
+    assert things['images'] == coco['images']
+    assert [c['name'] for c in things['categories']] == list(shapes.CLASSES)
+    segments = [(a['image_id'], s) for a in coco['annotations']
+                for s in a['segments_info'] if s['category_id'] <= 3]
+    assert len(things['annotations']) == len(segments) > 0
+    assert [a['id'] for a in things['annotations']] == list(
+        range(1, len(segments) + 1))
+    for inst, (image_id, seg) in zip(things['annotations'], segments):
+        assert inst['image_id'] == image_id
+        assert (inst['category_id'], inst['bbox'], inst['area']) == (
+            seg['category_id'], seg['bbox'], seg['area'])
+        png = cv2.imread(str(ann_dir / 'panoptic_val' /
+                             f'{image_id - 1:06d}.png'))[..., ::-1]
+        ids = png.astype(np.int64) @ np.array([1, 256, 65536])
+        rle = dict(inst['segmentation'], counts=inst['segmentation'][
+            'counts'].encode())
+        assert np.array_equal(mask_utils.decode(rle), ids == seg['id'])

@@ -18,6 +18,8 @@ above are written exactly as without the flag)::
     panoptic/annotations/panoptic_train.json     segments_info per image
     panoptic/annotations/panoptic_train/000000.png ...   segment ids (RGB)
     panoptic/annotations/panoptic_val.json, panoptic/annotations/panoptic_val/
+    panoptic/annotations/instances_train.json, instances_val.json   things
+                                                 with their visible masks
 
 The panoptic images hold the same objects at the same places as the
 detection images of the same index (so ``annotations/instances_*.json``
@@ -382,16 +384,38 @@ def panoptic_segments(objects: List[Dict], stuff_map: np.ndarray,
     return ids, segments
 
 
+def thing_instances(ids: np.ndarray, segments: List[Dict],
+                    thing_cat_ids: set, image_id: int,
+                    first: int) -> List[Dict]:
+    """COCO instance annotations of an image's thing segments: the visible
+    mask as RLE, its box and area (ids ``first + 1``, ``first + 2`` ...)."""
+    from pycocotools import mask as mask_utils
+    out = []
+    for seg in segments:
+        if seg['category_id'] not in thing_cat_ids:
+            continue
+        rle = mask_utils.encode(
+            np.asfortranarray((ids == seg['id']).astype(np.uint8)))
+        rle['counts'] = rle['counts'].decode('ascii')
+        out.append(
+            dict(id=first + len(out) + 1, image_id=image_id,
+                 category_id=seg['category_id'], bbox=seg['bbox'],
+                 area=seg['area'], iscrowd=0, segmentation=rle))
+    return out
+
+
 def make_panoptic_split(out_dir: str,
                         split: str,
                         num: int,
                         seed: int,
                         size: int,
-                        classes: Sequence[str] = CLASSES) -> dict:
+                        classes: Sequence[str] = CLASSES
+                        ) -> Tuple[dict, dict]:
     """Write the panoptic images and PNGs of one split under
     ``out_dir/panoptic`` and return its COCO panoptic dict (things: ids
     1, 2 ... in the order of ``classes``, as the detection files; stuff:
-    the next ids, in :data:`STUFF_CLASSES` order)."""
+    the next ids, in :data:`STUFF_CLASSES` order) and the COCO instances
+    dict of its things (:func:`thing_instances`)."""
     root = osp.join(out_dir, 'panoptic')
     img_dir = osp.join(root, split)
     png_dir = osp.join(root, 'annotations', f'panoptic_{split}')
@@ -403,7 +427,7 @@ def make_panoptic_split(out_dir: str,
         name: len(classes) + 1 + i
         for i, name in enumerate(STUFF_CLASSES)
     }
-    images, annotations = [], []
+    images, annotations, instances = [], [], []
     for idx in range(num):
         stuff_rng = np.random.default_rng(
             [seed, SPLITS[split], idx, STUFF_STREAM])
@@ -428,6 +452,9 @@ def make_panoptic_split(out_dir: str,
         annotations.append(
             dict(image_id=image_id, file_name=png_name,
                  segments_info=segments))
+        instances.extend(
+            thing_instances(ids, segments, set(thing_ids.values()),
+                            image_id, len(instances)))
     categories = [
         dict(id=i, name=name, supercategory='shape', isthing=1)
         for name, i in thing_ids.items()
@@ -435,12 +462,21 @@ def make_panoptic_split(out_dir: str,
         dict(id=i, name=name, supercategory='background', isthing=0)
         for name, i in stuff_ids.items()
     ]
-    return dict(
+    panoptic = dict(
         info=dict(description=f'mmdetr synthetic shapes, panoptic, split '
                   f'{split}, seed {seed}'),
         images=images,
         annotations=annotations,
         categories=categories)
+    # the things as COCO instances with their visible masks (COCO's
+    # instances json beside the panoptic one, for box and mask AP)
+    things = dict(
+        info=dict(description=f'mmdetr synthetic shapes, panoptic things, '
+                  f'split {split}, seed {seed}'),
+        images=images,
+        annotations=instances,
+        categories=[c for c in categories if c['isthing']])
+    return panoptic, things
 
 
 def make_dataset(out_dir: str,
@@ -471,11 +507,12 @@ def make_dataset(out_dir: str,
     if panoptic:
         pan_ann_dir = osp.join(out_dir, 'panoptic', 'annotations')
         for split, num in (('train', num_train), ('val', num_val)):
-            coco = make_panoptic_split(out_dir, split, num, seed, img_size,
-                                       classes)
-            with open(osp.join(pan_ann_dir, f'panoptic_{split}.json'),
-                      'w') as f:
-                json.dump(coco, f)
+            coco, things = make_panoptic_split(out_dir, split, num, seed,
+                                               img_size, classes)
+            for name, data in ((f'panoptic_{split}', coco),
+                               (f'instances_{split}', things)):
+                with open(osp.join(pan_ann_dir, f'{name}.json'), 'w') as f:
+                    json.dump(data, f)
             written[f'panoptic_{split}'] = coco
     return written
 
