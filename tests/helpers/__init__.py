@@ -30,7 +30,7 @@ from .parity import (assert_identical_predictions, assert_same_losses,
                      assert_same_predictions, randomize_)
 from .steps import count_step, training_step
 from .tools import (ROOT, TESTS, copypaste_ap, load_ckpt, load_tool, run,
-                    run_distributed, scalars, train)
+                    run_distributed, run_script, scalars, train)
 
 __all__ = [
     'assert_identical_predictions', 'assert_same_losses',
@@ -38,7 +38,8 @@ __all__ = [
     'official_checkpoint', 'randomize_',
     'CLASSES', 'ROOT', 'TESTS', 'TINY', 'build_mmdet', 'build_mmdetr',
     'copypaste_ap', 'count_step', 'head_outputs_and_targets', 'load_ckpt', 'load_tool', 'make_batch', 'mmdet_cfg',
-    'mmdetr_cfg', 'preprocess', 'random_boxes', 'run', 'scalars', 'train',
+    'mmdetr_cfg', 'preprocess', 'random_boxes', 'run', 'run_script',
+    'scalars', 'train',
     'training_step', 'write_coco_split', 'write_tiny_train_config',
     'PANOPTIC_CLASSES', 'PANOPTIC_TINY', 'panoptic_detr_cfg',
     'shapes_panoptic_cfg', 'with_box_masks', 'write_shapes_panoptic'

@@ -2,14 +2,12 @@
 """An official panoptic checkpoint (``DETRsegm``) through the converter
 tool: detected, loaded strictly, and on a padded batch of 2 the official
 per-query masks (1e-4) and panoptic maps of the reference."""
-import runpy
-import sys
 from collections import OrderedDict
 
 import torch
 
 from helpers import (ROOT, build_mmdetr, make_batch, panoptic_detr_cfg,
-                     preprocess)
+                     preprocess, run_script)
 from mmdetr.panoptic import panoptic_to_sem_seg
 from mmdetr.utils import load_checkpoint_file
 from mmdetr.utils.convert import (COCO_CATEGORY_IDS, COCO_PANOPTIC_STUFF_IDS,
@@ -70,18 +68,6 @@ def sharpen_(official, ours):
                     t[:, rows] *= scale
 
 
-def run_tool(*args):
-    argv = sys.argv
-    sys.argv = [TOOL, *map(str, args)]
-    try:
-        runpy.run_path(TOOL, run_name='__main__')
-    except SystemExit as e:
-        return e.code
-    finally:
-        sys.argv = argv
-    return 0
-
-
 def test_official_panoptic_checkpoint_gives_officials_masks_and_maps(
         tmp_path, capsys):
     src, dst = tmp_path / 'detr-panoptic.pth', tmp_path / 'converted.pth'
@@ -94,7 +80,7 @@ def test_official_panoptic_checkpoint_gives_officials_masks_and_maps(
     config.write_text(f'model = {model_cfg!r}\n'
                       "test_dataloader = dict(dataset=dict("
                       "type='CocoPanopticDataset'))\n")
-    assert run_tool(src, dst, '--config', config) == 0
+    assert run_script(TOOL, src, dst, '--config', config) == 0
     out = capsys.readouterr().out
     assert 'detected layout: official_panoptic' in out
     assert 'loads strictly' in out
@@ -108,59 +94,65 @@ def test_official_panoptic_checkpoint_gives_officials_masks_and_maps(
     data = make_batch(num_boxes=(0, 0), num_classes=133)
     inputs = preprocess(model, data, False)
     images, samples = inputs['inputs'], inputs['data_samples']
-    metas = [s.metainfo for s in samples]
-    img_shapes = [m['img_shape'] for m in metas]
     assert images.shape[-2:] == (128, 128)  # both images padded
-    with torch.inference_mode():
-        outputs = model.forward_outputs(images, metas)
-        masks = model.mask_logits(outputs)
-        preds = model.predict(images, samples)
-    ref_logits, ref_masks = official_segm_forward(sd, images, img_shapes,
-                                                  HEADS)
-    assert ref_masks.std() > 0.1, 'random weights give varied masks'
-    torch.testing.assert_close(masks, ref_masks, atol=1e-4, rtol=0)
+
+    ours, ref = both_models(model, sd, images, samples)
+    assert ref['masks'].std() > 0.1, 'random weights give varied masks'
+    torch.testing.assert_close(ours['masks'], ref['masks'], atol=1e-4,
+                               rtol=0)
 
     sharpen_(sd, model)
-    with torch.inference_mode():
-        outputs = model.forward_outputs(images, metas)
-        masks = model.mask_logits(outputs)
-        preds = model.predict(images, samples)
-    ref_logits, ref_masks = official_segm_forward(sd, images, img_shapes,
-                                                  HEADS)
-
+    ours, ref = both_models(model, sd, images, samples)
     is_official_thing = [i in COCO_CATEGORY_IDS
                          for i in range(OFFICIAL_PANOPTIC_LOGITS - 1)]
     is_thing = [label < 80 for label in range(133)]
-    label_of = {cat: label for label, cat in enumerate(KEPT)}
     kinds, num_segments = set(), 0
-    for i, pred in enumerate(preds):
-        ori_shape = tuple(metas[i]['ori_shape'])
-        ours = pred.pred_panoptic_seg.sem_seg
-        # official PostProcessPanoptic on official logits and masks
-        ref_map, ref_segments = official_panoptic(
-            ref_logits[i], ref_masks[i], is_official_thing, img_shapes[i],
-            ori_shape, threshold=0.0)
-        assert ref_segments
-        expected = panoptic_to_sem_seg(torch.from_numpy(ref_map), [
-            dict(label=label_of[s['category_id']],
-                 is_thing=is_official_thing[s['category_id']])
-            for s in ref_segments
-        ], 133)
-        # masks 1e-4 apart only tip the argmax over queries where two
-        # queries tie: a few pixels on their borders
-        assert (ours == expected).float().mean() > 0.999
+    for i, pred in enumerate(ours['preds']):
+        sem_seg = pred.pred_panoptic_seg.sem_seg
+        # official PostProcessPanoptic on official logits and masks: masks
+        # 1e-4 apart only tip the argmax over queries where two queries
+        # tie, a few pixels on their borders
+        expected, _ = official_sem_seg(ref['logits'][i], ref['masks'][i],
+                                       is_official_thing, pred.metainfo,
+                                       KEPT)
+        assert (sem_seg == expected).float().mean() > 0.999
         # on our logits and masks, official post-processing gives our map
         # exactly
-        ref_map, ref_segments = official_panoptic(
-            outputs['cls_scores'][-1, i], masks[i], is_thing, img_shapes[i],
-            ori_shape, threshold=0.0)
-        expected = panoptic_to_sem_seg(torch.from_numpy(ref_map), [
-            dict(label=s['category_id'], is_thing=is_thing[s['category_id']])
-            for s in ref_segments
-        ], 133)
-        assert torch.equal(ours, expected)
-        kinds.update(is_thing[s['category_id']] for s in ref_segments)
-        num_segments += len(ref_segments)
+        expected, segments = official_sem_seg(
+            ours['logits'][i], ours['masks'][i], is_thing, pred.metainfo)
+        assert torch.equal(sem_seg, expected)
+        kinds.update(s['is_thing'] for s in segments)
+        num_segments += len(segments)
     # things and stuff, and stuff queries of one class merged (image 2:
     # every query is that stuff class, one segment)
     assert kinds == {True, False} and num_segments >= 3
+
+
+def both_models(model, sd, images, samples):
+    """Ours (its last layer's logits, mask logits and predictions) and the
+    reference's (logits and mask logits) on the same padded batch."""
+    metas = [s.metainfo for s in samples]
+    with torch.inference_mode():
+        outputs = model.forward_outputs(images, metas)
+        ours = dict(logits=outputs['cls_scores'][-1],
+                    masks=model.mask_logits(outputs),
+                    preds=model.predict(images, samples))
+    logits, masks = official_segm_forward(
+        sd, images, [m['img_shape'] for m in metas], HEADS)
+    return ours, dict(logits=logits, masks=masks)
+
+
+def official_sem_seg(logits, masks, is_thing, meta, labels=None):
+    """Official ``PostProcessPanoptic`` of one image (threshold 0) in
+    mmdet's encoding, and its segments; ``labels`` maps the logits'
+    classes to ours (None: they are ours)."""
+    ids, segments = official_panoptic(logits, masks, is_thing,
+                                      meta['img_shape'],
+                                      tuple(meta['ori_shape']),
+                                      threshold=0.0)
+    assert segments
+    segments = [dict(label=labels.index(s['category_id']) if labels else
+                     s['category_id'],
+                     is_thing=is_thing[s['category_id']]) for s in segments]
+    return panoptic_to_sem_seg(torch.from_numpy(ids), segments,
+                               133), segments
