@@ -80,7 +80,7 @@ TASK_UTILS = _child(mmdet_registry.TASK_UTILS, _LOCATIONS)
 # mmdet's datasets, transforms, metrics, hooks ... through the parent.
 RUNNERS = _child(mmdet_registry.RUNNERS, ['mmdetr.engine'])
 RUNNER_CONSTRUCTORS = _child(mmdet_registry.RUNNER_CONSTRUCTORS)
-LOOPS = _child(mmdet_registry.LOOPS)
+LOOPS = _child(mmdet_registry.LOOPS, ['mmdetr.engine'])
 HOOKS = _child(mmdet_registry.HOOKS, ['mmdetr.engine'])
 DATASETS = _child(mmdet_registry.DATASETS, ['mmdetr.datasets'])
 DATA_SAMPLERS = _child(mmdet_registry.DATA_SAMPLERS)

@@ -33,7 +33,8 @@ class SlowWork(AssertionError):
 @pytest.fixture(autouse=True)
 def fast_tier_guard(request, monkeypatch):
     """Tests without the ``slow`` mark (the fast tier, ``-m "not slow"``)
-    may not start processes nor train for more than
+    may not start processes (building an mmengine ``Runner`` does: it runs
+    ``gcc --version`` for its environment report) nor train for more than
     :data:`FAST_TRAIN_ITERS` iterations of mmengine's loops: such a test
     fails here, naming what it started. Marked tests are left alone."""
     if request.node.get_closest_marker('slow'):

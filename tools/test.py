@@ -6,6 +6,9 @@
     python tools/test.py CONFIG CHECKPOINT --format-only \
         --eval-options jsonfile_prefix=work_dirs/test_dev/detr
     python tools/test.py CONFIG CHECKPOINT --show-dir vis --show-score-thr 0.5
+    python tools/test.py CONFIG CHECKPOINT --eval bbox --amp   # bfloat16 on
+                                                # a CPU that has it, float16
+                                                # (or --amp-dtype) on a GPU
     bash tools/dist_test.sh CONFIG CHECKPOINT 8 --eval bbox
 
 ``--eval bbox`` runs COCO box evaluation (pycocotools through mmdet's
@@ -25,11 +28,13 @@ import sys
 from mmengine.config import Config, ConfigDict, DictAction
 
 from mmdetr.engine import build_runner
+from mmdetr.engine.amp import amp_test_config
 
 # tools/ is not a package: its shared module is imported as a sibling, also
 # when a tool is loaded by path (tests) rather than run as a script
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _common import add_runner_args, load_config_or_exit  # noqa: E402
+from _common import (add_amp_args, add_runner_args,  # noqa: E402
+                     apply_amp_or_exit, load_config_or_exit)
 
 # --eval name -> the metric that computes it
 COCO_METRICS = ('bbox', 'segm')  # mmdet's CocoMetric
@@ -74,6 +79,7 @@ def parse_args(argv=None):
         help='draw detections scoring at least this (default 0.3)')
     parser.add_argument(
         '--wait-time', type=float, default=2, help='seconds per shown image')
+    add_amp_args(parser)
     add_runner_args(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -146,6 +152,7 @@ def build_cfg(args) -> Config:
                               args.work_dir)
     cfg.load_from = args.checkpoint
     cfg.resume = False
+    apply_amp_or_exit('test.py', cfg, args, amp_test_config)
 
     options = dict(args.eval_options)
     if 'jsonfile_prefix' in options:  # the mmdet 2.x name

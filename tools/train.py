@@ -5,6 +5,13 @@
     python tools/train.py CONFIG --resume                 # from the latest
     python tools/train.py CONFIG --resume work_dirs/x/epoch_3.pth
     torchrun --nproc_per_node=8 tools/train.py CONFIG --launcher pytorch
+    python tools/train.py CONFIG --amp      # float16 on a GPU, bfloat16 on
+                                            # a CPU with bfloat16 instructions
+
+Exit status: 0 when training is done; 75 when SIGTERM or SIGUSR1 stopped
+it after a checkpoint was written (mmdetr.ResumeCheckpointHook, in every
+mmdetr config): the same command with --resume continues exactly there
+(docs/distributed.md).
 """
 import argparse
 import os
@@ -14,11 +21,13 @@ import sys
 from mmengine.config import Config
 
 from mmdetr.engine import build_runner
+from mmdetr.engine.amp import amp_train_config
 
 # tools/ is not a package: its shared module is imported as a sibling, also
 # when a tool is loaded by path (tests) rather than run as a script
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _common import add_runner_args, load_config_or_exit  # noqa: E402
+from _common import (add_amp_args, add_runner_args,  # noqa: E402
+                     apply_amp_or_exit, load_config_or_exit)
 
 
 def parse_args(argv=None):
@@ -30,16 +39,10 @@ def parse_args(argv=None):
         nargs='?',
         type=str,
         const='auto',
-        help='resume from CKPT, or from the latest checkpoint in the work '
-        'dir if no CKPT is given')
-    parser.add_argument(
-        '--amp', action='store_true', help='mixed precision (needs CUDA)')
-    parser.add_argument(
-        '--amp-dtype',
-        choices=('float16', 'bfloat16'),
-        default='float16',
-        help='autocast dtype with --amp (bfloat16 needs a GPU that has it, '
-        'e.g. Ampere or newer)')
+        help='resume from CKPT, or from the newest whole checkpoint in '
+        'the work dir if no CKPT is given (a damaged newest one is passed '
+        'over, saying so; none: start from scratch)')
+    add_amp_args(parser)
     parser.add_argument(
         '--auto-scale-lr',
         action='store_true',
@@ -55,24 +58,9 @@ def build_cfg(args) -> Config:
     cfg = load_config_or_exit('train.py', args.config, args.cfg_options,
                               args.work_dir)
 
-    if args.amp:
-        import torch
-        if not torch.cuda.is_available():
-            sys.exit('train.py: --amp needs a CUDA GPU (mmengine\'s '
-                     'AmpOptimWrapper does not run on CPU)')
-        if args.amp_dtype == 'bfloat16' and not torch.cuda.is_bf16_supported():
-            sys.exit('train.py: --amp-dtype bfloat16: this GPU has no '
-                     'bfloat16 support; use --amp-dtype float16')
-        # mmdetr's AmpOptimWrapper: a non-finite step is skipped by the loss
-        # scaler (and logged); only persistent ones stop training
-        wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        if wrapper.split('.')[-1] in ('OptimWrapper', 'AmpOptimWrapper',
-                                      'DeferredGradNormOptimWrapper'):
-            cfg.optim_wrapper.type = 'mmdetr.SkipNonFiniteAmpOptimWrapper'
-            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-        cfg.optim_wrapper.dtype = args.amp_dtype
-    elif args.amp_dtype != 'float16':
-        sys.exit('train.py: --amp-dtype needs --amp')
+    # GPU: loss-scaled AMP; CPU: bfloat16 without a scaler. Either way a
+    # non-finite step is skipped (and logged); persistent ones stop training
+    apply_amp_or_exit('train.py', cfg, args, amp_train_config)
 
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or \

@@ -10,7 +10,15 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='DetVisualizationHook'))
+    visualization=dict(type='DetVisualizationHook'),
+    # mid-epoch checkpoints to resume from (resume_iter_N.pth, the newest 2
+    # kept), every 30 minutes and on SIGTERM/SIGUSR1 (preemption), which
+    # then exits with status 75; needs the resumable loops of
+    # _base_/schedules (docs/distributed.md)
+    resume_checkpoint=dict(
+        type='mmdetr.ResumeCheckpointHook',
+        interval_minutes=30,
+        max_keep_ckpts=2))
 
 # dist_cfg's backend is switched to gloo automatically by tools/train.py and
 # tools/test.py on machines without CUDA.

@@ -16,7 +16,8 @@ import torch
 import torch.distributed as dist
 from mmengine.config import Config
 
-from mmdetr.engine.runner import Runner, find_latest_checkpoint
+from mmdetr.engine.checkpoint_files import find_latest_checkpoint
+from mmdetr.engine.runner import Runner
 from mmdetr.registry import RUNNERS
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
@@ -115,10 +116,12 @@ def resume_from_latest(work_dir: str) -> Optional[str]:
 
     Only rank 0 writes checkpoints, so on machines whose work dirs are not
     shared (node-local disks) other ranks would find none, or another one,
-    by scanning their own work dir. Rank 0 picks the newest complete
-    checkpoint (:func:`find_latest_checkpoint`) and every rank receives its
-    choice before loading; ranks that cannot read that file get its content
-    from rank 0 when mmdetr's :class:`~mmdetr.engine.Runner` resumes.
+    by scanning their own work dir. Rank 0 picks the newest whole
+    checkpoint (:func:`~mmdetr.engine.checkpoint_files.find_latest_checkpoint`:
+    a truncated or damaged newest one is passed over for the one before it,
+    saying so) and every rank receives its choice before loading; ranks
+    that cannot read that file get its content from rank 0 when mmdetr's
+    :class:`~mmdetr.engine.Runner` resumes.
 
     Needs the process group to be up when distributed (it is after
     :func:`setup_launcher`).
@@ -128,7 +131,13 @@ def resume_from_latest(work_dir: str) -> Optional[str]:
     """
     distributed = dist.is_available() and dist.is_initialized()
     rank = dist.get_rank() if distributed else 0
-    choice = [find_latest_checkpoint(work_dir) if rank == 0 else None]
+
+    def report(msg: str) -> None:
+        print(f'--resume: {msg}', flush=True)
+
+    choice = [
+        find_latest_checkpoint(work_dir, report) if rank == 0 else None
+    ]
     if distributed:
         dist.broadcast_object_list(choice, src=0)
     return choice[0]
@@ -154,8 +163,10 @@ def build_runner(cfg: Config, launcher: str, resume_latest: bool = False):
         if latest is None:
             print(f'--resume: no checkpoint in {cfg.work_dir}, starting '
                   'from scratch')
-        cfg.resume = latest is not None
-        cfg.load_from = latest
+            cfg.resume = False  # the config's load_from, if any, still holds
+        else:
+            cfg.resume = True
+            cfg.load_from = latest
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)

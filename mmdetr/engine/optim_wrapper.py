@@ -41,10 +41,12 @@ class ConsecutiveSkipGuard:
         self.consecutive += 1
         self.total += 1
         if self.consecutive >= self.limit:
+            how = ('skipped' if scale is None else
+                   f'skipped by the loss scaler, whose scale is now {scale}')
             raise FloatingPointError(
                 f'non-finite loss or gradients in {self.consecutive} '
-                'consecutive steps under mixed precision (each skipped by '
-                f'the loss scaler, whose scale is now {scale}). Training '
+                f'consecutive steps under mixed precision (each {how}). '
+                'Training '
                 'stopped; the last checkpoint is intact: fix the cause (lr, '
                 'data, AMP dtype) and continue with tools/train.py ... '
                 '--resume, or raise optim_wrapper.max_consecutive_skips')

@@ -1,6 +1,5 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 """mmengine's Runner with crash-safe checkpoints and safe loading."""
-import glob
 import logging
 import os
 import os.path as osp
@@ -20,6 +19,8 @@ from mmengine.runner.base_loop import BaseLoop
 from mmengine.runner.checkpoint import (_load_checkpoint,
                                         _load_checkpoint_to_model)
 
+from mmdetr.engine.checkpoint_files import verify_checkpoint
+from mmdetr.engine.resume_checks import check_model, check_optimizer
 from mmdetr.registry import RUNNERS
 from mmdetr.utils.checkpoint import UnsafeCheckpointError
 from mmdetr.utils.classifier_remap import (config_classes,
@@ -35,9 +36,15 @@ def _is_local(path: str) -> bool:
 class Runner(MMEngineRunner):
     """mmengine's Runner, plus:
 
-    - checkpoints are written to a temporary file and renamed into place,
-      so a run killed while saving never leaves a truncated ``epoch_N.pth``
+    - checkpoints are written to a temporary file, flushed to the disk and
+      renamed into place, so a run killed while saving (or a machine that
+      loses power just after) never leaves a truncated ``epoch_N.pth``
       (the previous checkpoint stays the latest);
+    - resuming checks that the checkpoint's model and optimizer are this
+      config's, and says which weights or parameter groups differ
+      (:class:`~mmdetr.engine.resume_checks.ResumeMismatchError`) instead
+      of loading what fits; a truncated or damaged file is named
+      (:class:`~mmdetr.engine.checkpoint_files.CorruptCheckpointError`);
     - checkpoints load with ``weights_only=True`` and mmdetr's allowlist
       (registered by ``import mmdetr``); a checkpoint holding anything else
       is refused with :class:`UnsafeCheckpointError` naming the file, and
@@ -64,8 +71,12 @@ class Runner(MMEngineRunner):
         tmp_name = f'.{filename}.tmp{os.getpid()}'
         try:
             super().save_checkpoint(out_dir, tmp_name, *args, **kwargs)
+            # the bytes reach the disk before the name does: after a crash
+            # the name never points at a file the page cache had not written
+            _fsync(osp.join(out_dir, tmp_name))
             os.replace(osp.join(out_dir, tmp_name), osp.join(out_dir,
                                                              filename))
+            _fsync(out_dir)
         finally:
             if osp.exists(osp.join(out_dir, tmp_name)):
                 os.remove(osp.join(out_dir, tmp_name))
@@ -81,9 +92,20 @@ class Runner(MMEngineRunner):
             checkpoint = _load_checkpoint(filename, map_location=map_location)
         except pickle.UnpicklingError as e:
             raise UnsafeCheckpointError(_refusal(filename, e)) from e
-        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        except (RuntimeError, EOFError):
+            if _is_local(filename) and osp.isfile(filename):
+                verify_checkpoint(filename)  # names a damaged file
+            raise
         model = self.model.module if is_model_wrapper(
             self.model) else self.model
+        if getattr(self, '_resuming', False):
+            check_model(model, checkpoint.get('state_dict', checkpoint),
+                        filename)
+            if 'optimizer' in checkpoint and not isinstance(
+                    self.optim_wrapper, dict):
+                check_optimizer(self.optim_wrapper.optimizer,
+                                checkpoint['optimizer'], filename)
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         arch = (checkpoint.get('meta') or {}).get('hf_architecture')
         mismatches = silent_mismatches(arch, model) if arch else []
         if mismatches:
@@ -128,10 +150,27 @@ class Runner(MMEngineRunner):
 
     def resume(self, filename: str, *args, **kwargs):
         with _readable_on_every_rank(filename) as local:
+            if _is_local(local) and osp.isfile(local):
+                # torch.load reads flipped bytes as wrong weights without a
+                # word: check every member's CRC first (on every rank, so a
+                # damaged file stops all of them, none waits for the rest)
+                verify_checkpoint(local)
+            self._resuming = True
             try:
                 return super().resume(local, *args, **kwargs)
             except pickle.UnpicklingError as e:
                 raise UnsafeCheckpointError(_refusal(filename, e)) from e
+            finally:
+                self._resuming = False
+
+
+def _fsync(path: str) -> None:
+    """Flush ``path`` (a file, or a directory's entries) to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class _readable_on_every_rank:
@@ -200,25 +239,3 @@ def _refusal(filename: str, error: Exception) -> str:
     return (f'refusing to load checkpoint {filename}: it holds objects '
             'outside the trusted allowlist, so loading it could run code '
             f'(torch: {str(error).splitlines()[-1][:300]})')
-
-
-def find_latest_checkpoint(work_dir: str) -> Optional[str]:
-    """The newest complete checkpoint in ``work_dir``, or None.
-
-    Trusts ``work_dir/last_checkpoint`` when it names an existing file;
-    otherwise (missing, empty, or pointing at a file that is gone) takes the
-    ``epoch_N.pth`` / ``iter_N.pth`` with the largest N. Temporary files of
-    an interrupted save are never candidates.
-    """
-    last = osp.join(work_dir, 'last_checkpoint')
-    if osp.isfile(last):
-        with open(last) as f:
-            path = f.read().strip()
-        if path and osp.isfile(path):
-            return path
-    best, best_n = None, -1
-    for path in glob.glob(osp.join(work_dir, '*.pth')):
-        m = re.fullmatch(r'(epoch|iter)_(\d+)\.pth', osp.basename(path))
-        if m and int(m.group(2)) > best_n:
-            best, best_n = path, int(m.group(2))
-    return best

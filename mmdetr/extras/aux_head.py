@@ -26,6 +26,7 @@ from typing import Dict, List, Optional
 from torch import Tensor
 
 from mmdetr.models.detr import DETR, register_training_only
+from mmdetr.models.precision import float32_region, to_float32
 from mmdetr.registry import MODELS, build_model
 
 
@@ -71,7 +72,13 @@ class AuxHeadDETR(DETR):
         (bs, embed_dims, h, w), scaled and named ``aux.<name>``."""
         losses = super().loss_by_outputs(outputs, batch_data_samples,
                                          img_metas)
-        aux = self.aux_head.loss((outputs['memory'], ), batch_data_samples)
+        memory = outputs['memory']
+        # float32 under mixed precision, as DETR's own losses: mmdet's dense
+        # heads compute their losses in the dtype they get (a Python focal
+        # loss on CPU); the head is small, so it runs in float32 whole
+        with float32_region(memory):
+            aux = self.aux_head.loss((to_float32(memory), ),
+                                     batch_data_samples)
         losses.update({f'aux.{name}': _scaled(value, self.aux_loss_weight)
                        for name, value in aux.items()})
         return losses

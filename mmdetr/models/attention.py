@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from mmdetr.models.precision import cached_cast, cached_weights_dtype
+
 
 class SoftmaxDropoutAttention(torch.autograd.Function):
     """``dropout(softmax(q @ k^T + bias)) @ v`` with its own backward.
@@ -86,6 +88,47 @@ def _use_softmax_dropout_attention(mha: nn.MultiheadAttention,
             and not mha.add_zero_attn and mha.in_proj_bias is not None)
 
 
+def _plain(mha: nn.MultiheadAttention) -> bool:
+    return (mha.batch_first and mha._qkv_same_embed_dim
+            and mha.bias_k is None and not mha.add_zero_attn
+            and mha.in_proj_bias is not None)
+
+
+def _attention_with_cached_weights(mha: nn.MultiheadAttention,
+                                   query: Tensor, key: Tensor, value: Tensor,
+                                   key_padding_mask: Optional[Tensor]
+                                   ) -> Tensor:
+    """What ``mha(..., need_weights=False)[0]`` computes under autocast in
+    inference (torch's own path there: its fused fast path is off under
+    autocast), with the projection weights in autocast's dtype kept between
+    calls (:func:`~mmdetr.models.precision.cached_cast`) instead of cast
+    at every call."""
+    dtype = cached_weights_dtype(query)
+    in_w, in_b, out_w, out_b = cached_cast(
+        mha, 'attention', (mha.in_proj_weight, mha.in_proj_bias,
+                           mha.out_proj.weight, mha.out_proj.bias),
+        lambda: (mha.in_proj_weight.to(dtype), mha.in_proj_bias.to(dtype),
+                 mha.out_proj.weight.to(dtype),
+                 mha.out_proj.bias.to(dtype)))
+    key_padding_mask = F._canonical_mask(
+        mask=key_padding_mask, mask_name='key_padding_mask',
+        other_type=None, other_name='attn_mask', target_type=query.dtype)
+    # (bs, l, dims) -> (l, bs, dims), keeping which inputs are the same
+    if key is value:
+        if query is key:
+            query = key = value = query.transpose(1, 0)
+        else:
+            query, key = (x.transpose(1, 0) for x in (query, key))
+            value = key
+    else:
+        query, key, value = (x.transpose(1, 0) for x in (query, key, value))
+    out, _ = F.multi_head_attention_forward(
+        query, key, value, mha.embed_dim, mha.num_heads, in_w, in_b, None,
+        None, False, mha.dropout, out_w, out_b, training=mha.training,
+        key_padding_mask=key_padding_mask, need_weights=False)
+    return out.transpose(1, 0)
+
+
 def multi_head_attention(mha: nn.MultiheadAttention,
                          query: Tensor,
                          key: Tensor,
@@ -110,6 +153,9 @@ def multi_head_attention(mha: nn.MultiheadAttention,
     Returns:
         Tensor: has shape (bs, lq, dims).
     """
+    if cached_weights_dtype(query) is not None and _plain(mha):
+        return _attention_with_cached_weights(mha, query, key, value,
+                                              key_padding_mask)
     if not _use_softmax_dropout_attention(mha, query):
         return mha(
             query, key, value, key_padding_mask=key_padding_mask,

@@ -20,6 +20,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmdetr.models.padding_mask import feature_padding_mask, image_sizes
+from mmdetr.models.precision import float32_region, to_float32
 from mmdetr.models.set_criterion import SetCriterion, SetMatches
 from mmdetr.registry import MODELS, build_model
 
@@ -265,10 +266,14 @@ class DETRHead(BaseModule):
 
         Returns:
             tuple[Tensor, Tensor]: (..., num_query, cls_out_channels) and
-            (..., num_query, 4).
+            (..., num_query, 4), float32 also under mixed precision.
         """
-        cls_scores = self.fc_cls(hidden_states)
-        bbox_preds = self.fc_reg(self.reg_ffn(hidden_states)).sigmoid()
+        # float32 under mixed precision (mmdetr.models.precision): boxes
+        # and scores to full precision, at the cost of a few small layers
+        with float32_region(hidden_states):
+            hidden_states = to_float32(hidden_states)
+            cls_scores = self.fc_cls(hidden_states)
+            bbox_preds = self.fc_reg(self.reg_ffn(hidden_states)).sigmoid()
         return cls_scores, bbox_preds
 
     # --------------------------------------------------------------- loss
@@ -413,9 +418,13 @@ class DETRHead(BaseModule):
         """
         cls_scores = all_cls_scores_list[-1][-1]
         bbox_preds = all_bbox_preds_list[-1][-1]
-        bboxes, scores, labels = top_detections(
-            cls_scores, bbox_preds, image_sizes(img_metas, bbox_preds),
-            self.num_detections(), self.use_sigmoid)
+        # ranking and pixel boxes in float32, also under mixed precision
+        with float32_region(bbox_preds):
+            cls_scores = to_float32(cls_scores)
+            bbox_preds = to_float32(bbox_preds)
+            bboxes, scores, labels = top_detections(
+                cls_scores, bbox_preds, image_sizes(img_metas, bbox_preds),
+                self.num_detections(), self.use_sigmoid)
         results = []
         for i, img_meta in enumerate(img_metas):
             boxes = bboxes[i]

@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from mmdetr.models.precision import cached_cast, cached_weights_dtype
+
 
 class FrozenBatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` that, while frozen, runs as a fixed affine map.
@@ -127,13 +129,29 @@ class ConvFrozenBN2d(nn.Conv2d):
     def forward(self, x: Tensor) -> Tensor:
         if not self.applies_norm():
             return super().forward(x)
+        if cached_weights_dtype(x) is not None:
+            # autocast inference: the folded weight in autocast's dtype,
+            # kept between calls (mmdetr.models.precision)
+            norm = self._folded_norm[0]
+            dtype = cached_weights_dtype(x)
+            weight, bias = cached_cast(
+                self, 'folded',
+                (self.weight, self.bias, norm.weight, norm.bias,
+                 norm.running_mean, norm.running_var),
+                lambda: tuple(t.to(dtype) for t in self.folded()))
+            return self._conv_forward(x, weight, bias)
+        return self._conv_forward(x, *self.folded())
+
+    def folded(self) -> Tuple[Tensor, Tensor]:
+        """The weight and bias of this convolution with its BatchNorm
+        applied, in the weight's dtype."""
         norm = self._folded_norm[0]
         scale, shift = norm.scale_shift()
         weight = self.weight * scale.to(self.weight.dtype)[:, None, None,
                                                            None]
         bias = shift if self.bias is None else torch.addcmul(
             shift, self.bias, scale)
-        return self._conv_forward(x, weight, bias.to(self.weight.dtype))
+        return weight, bias.to(self.weight.dtype)
 
 
 def _conv_norm_pairs(

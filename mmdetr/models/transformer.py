@@ -22,6 +22,7 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from mmdetr.models.attention import multi_head_attention
+from mmdetr.models.precision import cached_cast, cached_weights_dtype
 from mmdetr.registry import MODELS
 
 _ACTIVATIONS = {'relu': F.relu, 'gelu': F.gelu}
@@ -49,7 +50,21 @@ class _FFNMixin:
         self.activation = _activation(activation)
 
     def _ffn(self, x: Tensor) -> Tensor:
-        return self.linear2(self.dropout(self.activation(self.linear1(x))))
+        if cached_weights_dtype(x) is None:
+            return self.linear2(self.dropout(self.activation(
+                self.linear1(x))))
+        # autocast inference: the weights in autocast's dtype, kept
+        # between calls (mmdetr.models.precision)
+        dtype = cached_weights_dtype(x)
+        w1, b1, w2, b2 = cached_cast(
+            self, 'ffn', (self.linear1.weight, self.linear1.bias,
+                          self.linear2.weight, self.linear2.bias),
+            lambda: (self.linear1.weight.to(dtype),
+                     self.linear1.bias.to(dtype),
+                     self.linear2.weight.to(dtype),
+                     self.linear2.bias.to(dtype)))
+        return F.linear(self.dropout(self.activation(F.linear(x, w1, b1))),
+                        w2, b2)
 
 
 class DetrTransformerEncoderLayer(BaseModule, _FFNMixin):

@@ -1,5 +1,5 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
-"""mmdet 2.x's HungarianAssigner and match-cost calls (issue 13.3), checked
+"""mmdet 2.x's HungarianAssigner and match-cost calls, checked
 against the 2.x formulas written out here, and mmdet 2.x's import paths."""
 import pytest
 import torch

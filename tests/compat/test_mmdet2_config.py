@@ -1,5 +1,5 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
-"""mmdet 2.x model dicts build mmdetr's DETR (issue 13.1): the 2.x
+"""mmdet 2.x model dicts build mmdetr's DETR: the 2.x
 transformer spec and assigner map onto today's classes; what cannot be
 expressed fails naming the field and the value."""
 import copy

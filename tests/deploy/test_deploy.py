@@ -389,3 +389,41 @@ def test_r50_6x6_matches_pytorch(tmp_path):
         diffs = compare_with_pytorch(model, session, sizes)
         assert diffs['num_dets'] == 100 * len(sizes)
         assert within_tolerance(diffs), (sizes, diffs)
+
+
+def test_quantize_onnx_int8_keeps_io_metadata_and_detections(trained):
+    """quantize_onnx.py: the convolutions in int8 (QDQ, calibrated on the
+    config's training images), the same inputs, outputs and metadata, and
+    detections close to the float32 graph's."""
+    quantize_onnx = load_tool('tools/deployment/quantize_onnx.py',
+                              'quantize_onnx')
+    out = str(trained['tmp'] / 'tiny_int8.onnx')
+    assert quantize_onnx.main([trained['cfg'], trained['onnx'],
+                               '--output-file', out,
+                               '--calib-images', '4']) == 0
+    model = onnx.load(out)
+    ops = {n.op_type for n in model.graph.node}
+    assert {'QuantizeLinear', 'DequantizeLinear', 'Conv'} <= ops
+    quantized_convs = {
+        n.input[1] for n in model.graph.node if n.op_type == 'Conv'}
+    dequant_outputs = {
+        n.output[0] for n in model.graph.node
+        if n.op_type == 'DequantizeLinear'}
+    assert quantized_convs <= dequant_outputs  # every Conv weight is int8
+    assert ORTDetector(out).meta == ORTDetector(trained['onnx']).meta
+    full, int8 = make_session(trained['onnx']), make_session(out)
+    assert [i.name for i in int8.get_inputs()] == \
+        [i.name for i in full.get_inputs()]
+    from mmengine.registry import MODELS, DefaultScope
+    cfg = Config.fromfile(trained['cfg'])
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = MODELS.build(cfg.model)
+    inputs, samples = random_batch(model, [(64, 96), (48, 60)])
+    feed = dict(input=inputs.numpy(), img_shape=np.array(
+        [s.img_shape for s in samples], dtype=np.int64))
+    dets_full, _ = full.run(None, feed)
+    dets_int8, _ = int8.run(None, feed)
+    assert dets_int8.shape == dets_full.shape
+    assert np.abs(dets_int8[..., 4] - dets_full[..., 4]).max() < 0.1
+    with pytest.raises(SystemExit, match='model not found'):
+        quantize_onnx.main([trained['cfg'], str(trained['tmp'] / 'no.onnx')])

@@ -104,10 +104,30 @@ def train_tool():
 CONFIG = 'configs/detr_r50_8x2_150e_coco.py'
 
 
-def test_train_tool_explains_that_amp_needs_cuda(train_tool, monkeypatch,
-                                                 capsys):
+def test_train_tool_amp_on_a_cpu_is_bfloat16_without_a_loss_scaler(
+        train_tool, monkeypatch):
+    """Without CUDA, --amp trains in bfloat16 through BF16OptimWrapper (no
+    loss scaler) where the CPU has bfloat16 instructions, and says why it
+    stops where it has none or float16 is asked for."""
+    import mmdetr.engine.amp as amp
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
-    with pytest.raises(SystemExit, match='--amp needs a CUDA GPU'):
+    monkeypatch.setattr(amp, 'cpu_bf16_support',
+                        lambda: amp.CpuBf16Support(True, False))
+    for extra in ([], ['--amp-dtype', 'bfloat16']):
+        cfg = train_tool.build_cfg(
+            train_tool.parse_args([CONFIG, '--amp', *extra]))
+        assert cfg.optim_wrapper.type == 'mmdetr.BF16OptimWrapper'
+        assert cfg.optim_wrapper.dtype == 'bfloat16'
+        assert 'loss_scale' not in cfg.optim_wrapper
+        assert cfg.optim_wrapper.clip_grad == dict(max_norm=0.1, norm_type=2)
+    with pytest.raises(SystemExit, match='float16 autocast needs a GPU'):
+        train_tool.build_cfg(
+            train_tool.parse_args([CONFIG, '--amp', '--amp-dtype',
+                                   'float16']))
+    monkeypatch.setattr(amp, 'cpu_bf16_support',
+                        lambda: amp.CpuBf16Support(False, False))
+    monkeypatch.delenv('MMDETR_EMULATED_BF16', raising=False)
+    with pytest.raises(SystemExit, match='no bfloat16 instructions'):
         train_tool.build_cfg(train_tool.parse_args([CONFIG, '--amp']))
     with pytest.raises(SystemExit, match='--amp-dtype needs --amp'):
         train_tool.build_cfg(

@@ -80,6 +80,7 @@ def test_bad_boxes_are_dropped_or_clipped_and_counted(tmp_path,
             assert 0 <= y1 < y2 <= info['height']
 
 
+@pytest.mark.slow
 def test_training_on_bad_boxes_and_empty_images(tmp_path):
     """Trains and evaluates: finite losses, empty images included."""
     root = bad_boxes_root(tmp_path / 'data')
@@ -132,6 +133,7 @@ def _runner(tmp_path, root, **cfg_options):
     return Runner.from_cfg(cfg)
 
 
+@pytest.mark.slow
 def test_missing_images_stop_training_up_front(tmp_path):
     write_coco_split(str(tmp_path), 'train', 3, seed=6)
     write_coco_split(str(tmp_path), 'val', 2, seed=7)
@@ -142,6 +144,7 @@ def test_missing_images_stop_training_up_front(tmp_path):
     assert not os.path.exists(tmp_path / 'work' / 'epoch_1.pth')
 
 
+@pytest.mark.slow
 def test_num_classes_mismatch_stops_up_front(tmp_path, coco_root):
     runner = _runner(tmp_path, coco_root,
                      **{'model.bbox_head.num_classes': 5})

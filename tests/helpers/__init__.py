@@ -15,6 +15,9 @@ fixtures stay in ``tests/conftest.py``.
   tiny PanopticDETR, ground-truth masks for synthetic batches;
 - ``steps``: one training step as the runner runs it, with its host
   syncs counted;
+- ``resume``: the demo model on a small generated dataset, for runs that
+  are interrupted and resumed, and the comparison with an uninterrupted
+  run (weights bit for bit, logged losses);
 - ``kill_hook``: hooks that kill or poison a training run (imported by
   training subprocesses through ``custom_imports``, not here).
 """
@@ -28,6 +31,8 @@ from .panoptic import (PANOPTIC_CLASSES, PANOPTIC_TINY, panoptic_detr_cfg,
                        write_shapes_panoptic)
 from .parity import (assert_identical_predictions, assert_same_losses,
                      assert_same_predictions, randomize_)
+from .resume import (assert_same_training, logged_losses,
+                     write_demo_config, write_shapes)
 from .steps import count_step, training_step
 from .tools import (ROOT, TESTS, copypaste_ap, load_ckpt, load_tool, run,
                     run_distributed, run_script, scalars, train)
@@ -42,5 +47,7 @@ __all__ = [
     'scalars', 'train',
     'training_step', 'write_coco_split', 'write_tiny_train_config',
     'PANOPTIC_CLASSES', 'PANOPTIC_TINY', 'panoptic_detr_cfg',
-    'shapes_panoptic_cfg', 'with_box_masks', 'write_shapes_panoptic'
+    'shapes_panoptic_cfg', 'with_box_masks', 'write_shapes_panoptic',
+    'assert_same_training', 'logged_losses', 'write_demo_config',
+    'write_shapes'
 ]

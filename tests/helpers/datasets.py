@@ -44,6 +44,26 @@ def write_coco_split(root, split, num_images, seed=0, empty=(0, )):
                        categories=categories), f)
 
 
+def pipelines_text(scale, flip=False):
+    """Config lines defining ``train_pipeline`` (with a random flip if
+    ``flip``) and ``test_pipeline``, both resizing to ``scale``."""
+    random_flip = "    dict(type='RandomFlip', prob=0.5),\n" if flip else ''
+    return f'''train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+{random_flip}    dict(type='Resize', scale={scale!r}, keep_ratio=True),
+    dict(type='PackDetInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale={scale!r}, keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='PackDetInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                    'scale_factor'))
+]'''
+
+
 def write_tiny_train_config(path, data_root, base='detr_r50_8x2_150e_coco.py',
                             max_epochs=2, val_interval=1, extra=''):
     """A config inheriting ``configs/<base>`` with a tiny model and the
@@ -62,20 +82,7 @@ model = dict(
         positional_encoding=dict(type='SinePositionalEncoding',
                                  num_feats=16, normalize=True)),
     test_cfg=dict(max_per_img=10))
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=(96, 64), keep_ratio=True),
-    dict(type='PackDetInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(96, 64), keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                    'scale_factor'))
-]
+{pipelines_text((96, 64))}
 train_dataloader = dict(
     batch_size=2, num_workers=0, persistent_workers=False,
     batch_sampler=None,
@@ -95,19 +102,31 @@ val_evaluator = dict(type='CocoMetric',
                      metric='bbox')
 test_evaluator = val_evaluator
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs={max_epochs},
+train_cfg = dict(max_epochs={max_epochs},
                  val_interval={val_interval})
 param_scheduler = [dict(type='MultiStepLR', begin=0, end={max_epochs},
                         by_epoch=True, milestones=[{max_epochs} - 1],
                         gamma=0.1)]
 default_hooks = dict(logger=dict(interval=1),
                      checkpoint=dict(interval=1, max_keep_ckpts=-1))
-log_processor = dict(window_size=1)
+''' + logged_run_text() + extra
+    return write_text(path, text)
+
+
+def logged_run_text():
+    """Config lines shared by the tests' training configs: every
+    iteration's values logged unsmoothed, seed 0, a visualizer of its
+    own."""
+    return f'''log_processor = dict(window_size=1)
 randomness = dict(seed=0)
 # the visualizer is a process-wide named instance: a fresh name per config
 # keeps runners built in one test process from logging into each other's dirs
 visualizer = dict(name='visualizer_{uuid.uuid4().hex[:8]}')
-''' + extra
+'''
+
+
+def write_text(path, text):
+    """Write ``text`` to ``path``; return the path as a string."""
     with open(path, 'w') as f:
         f.write(text)
     return str(path)

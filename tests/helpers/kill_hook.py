@@ -1,6 +1,7 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
-"""A hook for tests: SIGKILL the training process at a chosen point, the way
-an out-of-memory killer or a preempted node would."""
+"""Hooks for tests: SIGKILL the training process at a chosen point, the way
+an out-of-memory killer or a preempted node would; send it a stop signal
+(SIGTERM, SIGUSR1) the way a scheduler does; poison or slow it."""
 import os
 import signal
 
@@ -31,6 +32,49 @@ class KillTrainingHook(Hook):
                          outputs=None):
         if self.iter is not None and runner.iter + 1 == self.iter:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+@HOOKS.register_module()
+class SignalTrainingHook(Hook):
+    """Send ``signal`` to this process during training iteration ``iter``
+    (1-based; after its step, before the hooks that follow), on rank
+    ``rank`` only (every rank if None); with ``also_while_saving``, once
+    more in the middle of the next checkpoint write (a second signal)."""
+
+    priority = 'NORMAL'
+
+    def __init__(self, iter, signal='SIGTERM', rank=None,
+                 also_while_saving=False):
+        self.iter = iter
+        self.signal = signal
+        self.rank = rank
+        self.also_while_saving = also_while_saving
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        rank = int(os.environ.get('RANK', '0'))
+        if runner.iter + 1 != self.iter or self.rank not in (None, rank):
+            return
+        sig = getattr(signal, self.signal)
+        os.kill(os.getpid(), sig)
+        if self.also_while_saving:
+            _signal_while_writing(sig)
+
+
+def _signal_while_writing(sig):
+    """Send ``sig`` to this process half-way through the next file the
+    local backend writes."""
+    from mmengine.fileio.backends import LocalBackend
+    put = LocalBackend.put
+
+    def put_with_a_signal_inside(backend, obj, filepath):
+        with open(filepath, 'wb') as f:
+            f.write(obj[:len(obj) // 2])
+            os.kill(os.getpid(), sig)
+            f.write(obj[len(obj) // 2:])
+        LocalBackend.put = put
+
+    LocalBackend.put = put_with_a_signal_inside
 
 
 @HOOKS.register_module()

@@ -33,8 +33,8 @@ def run(*cmd, env=None, check=True, timeout=600):
 
 # A 2-process gloo run on this CPU torch build sometimes dies in torch's C++
 # runtime ("terminate called without an active exception", SIGABRT in one
-# rank) before any mmdetr code fails; seen at 255e950 too (about 1 run in
-# 10). Such a run is repeated once; any other failure fails at once.
+# rank) before any mmdetr code runs (about 1 run in 10). Such a run is
+# repeated once; any other failure fails at once.
 GLOO_ABORT = 'terminate called without an active exception'
 
 

@@ -1,5 +1,5 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
-"""Fine-tuning on other classes (issue 14): the classifier is rebuilt by
+"""Fine-tuning on other classes: the classifier is rebuilt by
 class name on ``load_from``, through ``mmdetr-convert://`` and the
 converter; every other tensor loads as it is; the template config runs."""
 import hashlib
@@ -347,6 +347,7 @@ def test_finetune_on_two_old_classes_and_a_new_one(trained, tmp_path):
     assert osp.isfile(tmp_path / 'work' / 'epoch_1.pth')
 
 
+@pytest.mark.slow
 def test_template_on_shapes_from_official_coco_weights(tmp_path):
     """The template as it is (shapes classes), an official COCO file through
     mmdetr-convert://: no class in common, so 0 rows copied."""

@@ -99,3 +99,40 @@ def test_errors_name_the_file(files):
                          str(files / 'x.png')])
     assert 'bad.pth' in str(e.value) and 'fc_cls' in str(e.value)
     assert not (files / 'x.png').exists()
+
+
+def test_amp_runs_the_model_under_bfloat16_autocast(files, monkeypatch,
+                                                    capsys):
+    """--amp: the same detections drawn, computed under bfloat16 autocast
+    (float32 boxes and scores); a CPU without bfloat16 instructions stops
+    before the model is loaded, with a message."""
+    import mmdetr.engine.amp as amp
+    monkeypatch.delenv('MMDETR_EMULATED_BF16', raising=False)
+    monkeypatch.setattr(amp, 'cpu_bf16_support',
+                        lambda: amp.CpuBf16Support(True, False))
+    seen = []
+    detect = image_demo.inference_detector
+
+    def recording(model, img):
+        seen.append(torch.get_autocast_dtype('cpu')
+                    if torch.is_autocast_enabled('cpu') else None)
+        return detect(model, img)
+
+    monkeypatch.setattr(image_demo, 'inference_detector', recording)
+    args = [str(files / 'img.jpg'), CONFIG, str(files / 'ckpt.pth'),
+            '--out-file', str(files / 'amp.png'), '--score-thr', '0',
+            '--device', 'cpu']
+    assert image_demo.main(args + ['--amp']) == 0
+    assert image_demo.main(args) == 0
+    assert seen == [torch.bfloat16, None]
+    printed = capsys.readouterr().out.splitlines()
+    num_query = Config.fromfile(CONFIG).model.bbox_head.num_query
+    assert printed.count(f'image_demo: {num_query} detections >= 0.0 drawn '
+                         f'into {files / "amp.png"}') == 2
+    monkeypatch.setattr(amp, 'cpu_bf16_support',
+                        lambda: amp.CpuBf16Support(False, False))
+    with pytest.raises(SystemExit, match='--amp: bfloat16 on this CPU'):
+        image_demo.main(args + ['--amp'])
+    assert seen == [torch.bfloat16, None]
+    with pytest.raises(SystemExit, match='--amp-dtype needs --amp'):
+        image_demo.main(args + ['--amp-dtype', 'bfloat16'])

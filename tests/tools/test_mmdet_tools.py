@@ -1,6 +1,6 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 """mmdet's own tools and APIs with an mmdetr model loaded through
-``custom_imports`` (issue 13.6): the checkpoint allowlist comes with
+``custom_imports``: the checkpoint allowlist comes with
 ``import mmdetr`` and nothing else is allowed; mmdet's tools/train.py,
 tools/test.py, init_detector + inference_detector, DetInferencer,
 browse_dataset.py and get_flops.py run on a tiny generated dataset."""
@@ -148,6 +148,28 @@ def test_det_inferencer_draws_into_an_output_dir(trained, tmp_path):
     name = osp.splitext(osp.basename(img))[0]
     assert osp.isfile(tmp_path / 'vis' / f'{name}.jpg')
     assert osp.isfile(tmp_path / 'preds' / f'{name}.json')
+
+
+@pytest.mark.slow
+def test_det_inferencer_under_amp_autocast(trained, monkeypatch):
+    """docs/distributed.md's switch for DetInferencer: bfloat16 autocast
+    (the CPU's support faked: the numbers do not depend on it), float32
+    detections close to those without it."""
+    import mmdetr.engine.amp as amp
+    from mmdet.apis import DetInferencer
+    from mmdetr.engine import amp_autocast
+    monkeypatch.setattr(amp, 'cpu_bf16_support',
+                        lambda: amp.CpuBf16Support(True, False))
+    inferencer = DetInferencer(
+        model=trained['cfg'], weights=trained['ckpt'], device='cpu')
+    img = sorted(glob.glob(osp.join(trained['data'], 'val', '*.jpg')))[0]
+    full = inferencer(img, return_datasamples=True)['predictions'][0]
+    with amp_autocast('cpu'):
+        half = inferencer(img, return_datasamples=True)['predictions'][0]
+    a, b = full.pred_instances, half.pred_instances
+    assert b.scores.dtype == b.bboxes.dtype == torch.float32
+    assert len(a.scores) == len(b.scores) == 10
+    assert (a.scores - b.scores).abs().max() < 0.05
 
 
 @pytest.mark.slow

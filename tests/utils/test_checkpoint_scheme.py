@@ -36,6 +36,7 @@ def test_official_file_is_converted_on_load(tmp_path, model):
     assert_holds(model, convert_state_dict(official, 'official'))
 
 
+@pytest.mark.slow
 def test_mmdet3_file_is_converted_on_load(tmp_path):
     ref = build_mmdet()
     src = tmp_path / 'mmdet3.pth'
@@ -47,6 +48,7 @@ def test_mmdet3_file_is_converted_on_load(tmp_path):
     assert_holds(ours.model, convert_state_dict(ref.state_dict(), 'mmdet3'))
 
 
+@pytest.mark.slow
 def test_runner_load_from_official(tmp_path):
     """As a config says it: ``load_from = 'mmdetr-convert://...'``."""
     src, official = official_checkpoint(tmp_path)

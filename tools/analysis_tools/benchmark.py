@@ -13,10 +13,13 @@ holds the parts: ``workloads.py`` what is timed, ``timing.py`` how,
 - ``train``: one full training step as mmengine's ``BaseModel.train_step``
   runs it after the data preprocessor: forward, losses, ``parse_losses``,
   backward, gradient clipping (L2, 0.1) and AdamW step, through the configs'
-  optimizer wrapper (``AmpOptimWrapper`` with ``--amp`` on CUDA, bfloat16
-  autocast on CPU). Batch of 2 images of different sizes, padded.
+  optimizer wrapper (with ``--amp``: ``AmpOptimWrapper`` on CUDA; on a CPU
+  bfloat16 autocast, for mmdetr through the ``BF16OptimWrapper`` of
+  ``tools/train.py --amp``). Batch of 2 images of different sizes, padded.
 - ``infer``: ``model.predict`` (forward and detections) on one image, under
-  ``torch.no_grad`` as mmengine's test loop runs it.
+  ``torch.no_grad`` as mmengine's test loop runs it (with ``--amp`` under
+  autocast, as ``tools/test.py --amp``: float16 on CUDA, bfloat16 on a
+  CPU).
 - ``match``: the Hungarian assignment of every decoder layer's predictions
   for a batch (synthetic head outputs), cost computation included:
   mmdet's assigner once per image and layer, on the inputs its head's
@@ -109,7 +112,9 @@ def parse_args(argv=None):
                         '(CPU only; use with --threads 1, as idle OpenMP '
                         'threads spin)')
     parser.add_argument('--amp', action='store_true',
-                        help='train step under mixed precision')
+                        help='train and infer under mixed precision '
+                        '(float16 on CUDA, bfloat16 on a CPU that has '
+                        'bfloat16 instructions)')
     parser.add_argument('--no-memory', action='store_true',
                         help='skip the peak-memory child processes')
     parser.add_argument('--quick', action='store_true',
@@ -136,6 +141,12 @@ def parse_args(argv=None):
         parser.error(f'--device must be cpu or cuda[:i], got {args.device!r}')
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         parser.error('--device cuda: this torch has no CUDA device')
+    if args.amp and not args.memory_child:
+        from mmdetr.engine.amp import AmpUnsupportedError, check_amp
+        try:
+            check_amp(args.device)
+        except AmpUnsupportedError as e:
+            parser.error(f'--amp: {e}')
     if args.clock == 'cpu' and args.device != 'cpu':
         parser.error('--clock cpu measures CPU work; use it with --device '
                      'cpu')

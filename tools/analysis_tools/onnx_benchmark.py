@@ -21,6 +21,14 @@ ONNX Runtime variants (``--variants``): a graph optimisation level
 (intra-op threads sleep instead of spinning when idle). ``--profile`` prints
 where the time goes: ONNX Runtime's per-operator profile and torch's
 profiler, one batch-1 run each.
+
+Reduced precision: ``--amp`` adds PyTorch under bfloat16 autocast
+(``tools/test.py --amp``; a CPU with bfloat16 instructions);
+``--int8 Conv [MatMul ...]`` adds the export quantized to int8 (static,
+QDQ: ``tools/deployment/quantize_onnx.py``'s settings) for those operators,
+run with the first variant's settings. Its activation ranges come from two
+random batches: with random weights only its speed means something (its
+AP: quantize_onnx.py on a trained model, docs/deployment.md).
 """
 import argparse
 import collections
@@ -61,6 +69,11 @@ def parse_args(argv=None):
         'and the :nospin variants: the work, not the waiting, on a shared '
         'machine)')
     parser.add_argument('--profile', action='store_true')
+    parser.add_argument('--amp', action='store_true',
+                        help='add PyTorch under bfloat16 autocast')
+    parser.add_argument('--int8', nargs='+', metavar='OP',
+                        help='add the export quantized to int8 for these '
+                        'ONNX operators, e.g. Conv MatMul')
     parser.add_argument('--cases', nargs='+', choices=list(CASES),
                         default=list(CASES))
     return parser.parse_args(argv)
@@ -109,7 +122,7 @@ def timed(fn, clock: str = 'wall') -> float:
     return (now() - start) * 1000
 
 
-def bench_case(model, sessions, sizes, repeats, clock='wall'):
+def bench_case(model, sessions, sizes, repeats, clock='wall', amp=False):
     """Medians (ms) per contender and the per-round PyTorch/ORT ratios."""
     from mmdetr.deploy.verify import random_batch
     inputs, samples = random_batch(model, sizes)
@@ -117,6 +130,11 @@ def bench_case(model, sessions, sizes, repeats, clock='wall'):
                 img_shape=torch.tensor([s.img_shape
                                         for s in samples]).numpy())
     fns = {'PyTorch': lambda: model.predict(inputs, samples, rescale=False)}
+    if amp:
+        def predict_bf16():
+            with torch.autocast('cpu', dtype=torch.bfloat16):
+                model.predict(inputs, samples, rescale=False)
+        fns['PyTorch bf16'] = predict_bf16
     for name, sess in sessions.items():
         fns[name] = (lambda s: lambda: s.run(None, feed))(sess)
     for fn in fns.values():  # warm-up: allocations, oneDNN kernels
@@ -127,6 +145,40 @@ def bench_case(model, sessions, sizes, repeats, clock='wall'):
         for name in (names if r % 2 == 0 else names[::-1]):
             times[name].append(timed(fns[name], clock))
     return times
+
+
+def quantize_random(model, onnx_file: str, op_types) -> str:
+    """``onnx_file`` quantized to int8 for ``op_types`` as
+    quantize_onnx.py does, its ranges from two random batches."""
+    from mmdetr.deploy.errors import require
+    from mmdetr.deploy.verify import random_batch
+    require('onnxruntime')
+    from onnxruntime.quantization import (CalibrationDataReader,
+                                          QuantFormat, QuantType,
+                                          quantize_static)
+
+    class Reader(CalibrationDataReader):
+
+        def __init__(self):
+            self.batches = iter([
+                dict(input=x.numpy(),
+                     img_shape=torch.tensor([t.img_shape
+                                             for t in s]).numpy())
+                for x, s in (random_batch(model, [size])
+                             for size in [(800, 1333), (800, 1066)])
+            ])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    out = osp.splitext(onnx_file)[0] + f'_int8_{"_".join(op_types)}.onnx'
+    start = time.perf_counter()
+    quantize_static(onnx_file, out, Reader(), quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=list(op_types), per_channel=True,
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8)
+    print(f'quantized {out} in {time.perf_counter() - start:.0f} s')
+    return out
 
 
 def profile(model, onnx_file, spec, threads):
@@ -179,6 +231,16 @@ def main(argv=None) -> int:
         f'ORT {spec}': make_variant(onnx_file, spec, args.threads)
         for spec in args.variants
     }
+    if args.amp:
+        from mmdetr.engine.amp import AmpUnsupportedError, check_amp
+        try:
+            check_amp('cpu', 'bfloat16')
+        except AmpUnsupportedError as e:
+            sys.exit(f'onnx_benchmark: --amp: {e}')
+    if args.int8:
+        int8_file = quantize_random(model, onnx_file, args.int8)
+        sessions[f'ORT int8 {"+".join(args.int8)}'] = make_variant(
+            int8_file, args.variants[0], args.threads)
     print(f'threads {args.threads}, {args.clock} clock, {args.repeats} '
           'rounds, load average '
           f'{" ".join(f"{v:.2f}" for v in os.getloadavg())}')
@@ -189,7 +251,7 @@ def main(argv=None) -> int:
           + '|')
     for case in args.cases:
         times = bench_case(model, sessions, CASES[case], args.repeats,
-                           args.clock)
+                           args.clock, args.amp)
         base = statistics.median(times['PyTorch'])
         for name, ts in times.items():
             ratios = [p / t for p, t in zip(times['PyTorch'], ts)]

@@ -2,7 +2,7 @@
 """Detect objects in one image and draw the boxes with labels and scores.
 
     python tools/demo/image_demo.py IMAGE CONFIG CHECKPOINT \
-        [--out-file result.png] [--score-thr 0.3] [--device cpu]
+        [--out-file result.png] [--score-thr 0.3] [--device cpu] [--amp]
 
 The model is built from CONFIG (its ``custom_imports`` load mmdetr), the
 weights come from CHECKPOINT (loaded with ``weights_only=True`` and mmdetr's
@@ -10,12 +10,15 @@ allowlist, so a checkpoint cannot run code), and the class names from the
 checkpoint's ``dataset_meta`` (written by training) or else the config's
 ``metainfo``. Inference is mmdet's ``inference_detector``; drawing is mmdet's
 ``DetLocalVisualizer``, with images under ``--min-size`` pixels enlarged so
-that labels stay readable.
+that labels stay readable. ``--amp`` runs the model under mixed precision
+(:func:`mmdetr.engine.amp_autocast`: bfloat16 on a CPU with bfloat16
+instructions, float16 or ``--amp-dtype`` on a GPU).
 """
 import argparse
 import os
 import os.path as osp
 import sys
+from contextlib import nullcontext
 
 import mmcv
 import torch
@@ -24,6 +27,7 @@ from mmdet.registry import MODELS
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
+from mmdetr.engine.amp import AmpUnsupportedError, amp_autocast, check_amp
 from mmdetr.utils import load_checkpoint_file
 from mmdetr.visualization import DetLocalVisualizer
 
@@ -54,6 +58,14 @@ def parse_args(argv=None):
         default='cuda:0' if torch.cuda.is_available() else 'cpu',
         help='device, e.g. cpu or cuda:0 (default: cuda:0 if there is '
         'one, else cpu)')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='mixed precision: bfloat16 on a CPU with bfloat16 '
+        'instructions, float16 on a GPU')
+    parser.add_argument(
+        '--amp-dtype', choices=('float16', 'bfloat16'), default=None,
+        help='autocast dtype with --amp (default: the device\'s)')
     return parser.parse_args(argv)
 
 
@@ -104,11 +116,20 @@ def main(argv=None) -> int:
     if not 0 <= args.score_thr <= 1:
         sys.exit(f'image_demo: --score-thr must be in [0, 1], got '
                  f'{args.score_thr}')
+    if args.amp_dtype is not None and not args.amp:
+        sys.exit('image_demo: --amp-dtype needs --amp')
+    if args.amp:
+        try:
+            check_amp(args.device, args.amp_dtype)
+        except AmpUnsupportedError as e:
+            sys.exit(f'image_demo: --amp: {e}')
     try:
         model = init_model(args.config, args.checkpoint, args.device)
     except (FileNotFoundError, KeyError, RuntimeError) as e:
         sys.exit(str(e.args[0]) if e.args else str(e))
-    result = inference_detector(model, args.img)
+    with amp_autocast(args.device, args.amp_dtype) if args.amp \
+            else nullcontext():
+        result = inference_detector(model, args.img)
 
     visualizer = DetLocalVisualizer(
         name='mmdetr_image_demo', min_size=args.min_size)

@@ -8,8 +8,12 @@ optim_wrapper = dict(
         custom_keys={'backbone': dict(lr_mult=0.1, decay_mult=1.0)}))
 
 max_epochs = 150
+# mmengine's EpochBasedTrainLoop, plus exact resume mid-epoch (data order,
+# augmentation and dropout as in the uninterrupted run)
 train_cfg = dict(
-    type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
+    type='mmdetr.ResumableEpochBasedTrainLoop',
+    max_epochs=max_epochs,
+    val_interval=1)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 param_scheduler = [

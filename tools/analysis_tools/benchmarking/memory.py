@@ -57,7 +57,8 @@ def memory_child(args) -> None:
     # loads it copies it, so keep it alive for both
     model, optim_cfg = build_one(args.memory_child, device, weights)
     model.train()
-    optim_wrapper = build_optim(model, optim_cfg, args.amp, device)
+    optim_wrapper = build_optim(model, optim_cfg, args.amp, device,
+                                ours=args.memory_child == 'mmdetr')
     data = model.data_preprocessor(data_raw, True)
     train_step(model, optim_wrapper, data, args.amp, device)
     if cuda:

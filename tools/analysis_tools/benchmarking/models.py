@@ -63,19 +63,32 @@ def build_one(which: str, device: str, weights: dict = None):
     return model.to(device), copy.deepcopy(ref_cfg.optim_wrapper)
 
 
-def build_optim(model, optim_cfg: dict, amp: bool, device: str):
-    """The config's optimizer wrapper; ``AmpOptimWrapper`` with ``amp`` on
-    CUDA (float16 autocast and loss scaling)."""
+def build_optim(model, optim_cfg: dict, amp: bool, device: str,
+                ours: bool = False):
+    """The config's optimizer wrapper, or with ``amp``: on CUDA mmengine's
+    ``AmpOptimWrapper`` (autocast and loss scaling); on a CPU, for mmdetr
+    (``ours``) the ``BF16OptimWrapper`` that ``tools/train.py --amp`` uses
+    there, for mmdet (which has no CPU AMP) the config's wrapper, with
+    :func:`autocast_context` around the forward."""
     cfg = copy.deepcopy(optim_cfg)
     if amp and device.startswith('cuda'):
         cfg['type'] = 'AmpOptimWrapper'
+    elif amp and ours:
+        from mmdetr.engine import BF16OptimWrapper
+        cfg['type'] = BF16OptimWrapper
     return build_optim_wrapper(model, cfg)
 
 
-def autocast_context(amp: bool, device: str):
-    """bfloat16 autocast for ``amp`` on CPU, else nothing to add."""
-    # mmengine's AmpOptimWrapper refuses CPUs; there bfloat16 needs no
-    # loss scaling, so plain autocast is the whole of AMP
+def autocast_context(amp: bool, device: str, optim_wrapper=None):
+    """bfloat16 autocast for ``amp`` on CPU, unless ``optim_wrapper``
+    autocasts itself (an AMP wrapper); else nothing to add."""
+    from mmengine.optim import AmpOptimWrapper
+
+    from mmdetr.engine import BF16OptimWrapper
+    if isinstance(optim_wrapper, (AmpOptimWrapper, BF16OptimWrapper)):
+        return nullcontext()
     if amp and device == 'cpu':
         return torch.autocast('cpu', dtype=torch.bfloat16)
+    if amp:
+        return torch.autocast('cuda', dtype=torch.float16)
     return nullcontext()

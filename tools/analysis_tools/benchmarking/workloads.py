@@ -103,15 +103,17 @@ def match_inputs(args, num_layers: int, num_queries: int, num_classes: int,
 def train_step(model, optim_wrapper, data, amp: bool, device: str):
     """mmengine's ``BaseModel.train_step`` after the data preprocessor:
     forward, losses, ``parse_losses``, backward, clipping, optimizer step."""
-    with optim_wrapper.optim_context(model), autocast_context(amp, device):
+    with optim_wrapper.optim_context(model), autocast_context(
+            amp, device, optim_wrapper):
         losses = model(**data, mode='loss')
     loss, _ = model.parse_losses(losses)
     optim_wrapper.update_params(loss)
 
 
-def infer(model, data):
-    """``predict`` as mmengine's test loop runs it."""
-    with torch.no_grad():  # as mmengine's TestLoop.run_iter
+def infer(model, data, amp: bool = False, device: str = 'cpu'):
+    """``predict`` as mmengine's test loop runs it (under autocast with
+    ``amp``, as ``tools/test.py --amp``)."""
+    with torch.no_grad(), autocast_context(amp, device):
         model(**data, mode='predict')
 
 
@@ -125,7 +127,8 @@ def setup_train(bench: Bench) -> Tuple[Step, Step]:
     steps = []
     for model in (bench.mmdet, bench.mmdetr):
         model.train()
-        optim = build_optim(model, bench.optim_cfg, args.amp, bench.device)
+        optim = build_optim(model, bench.optim_cfg, args.amp, bench.device,
+                            ours=model is bench.mmdetr)
         steps.append(lambda m=model, o=optim: train_step(
             m, o, data, args.amp, bench.device))
     return tuple(steps)
@@ -137,8 +140,9 @@ def setup_infer(bench: Bench) -> Tuple[Step, Step]:
         synthetic_batch([bench.args.infer_size], 0, bench.num_classes), False)
     for model in (bench.mmdet, bench.mmdetr):
         model.eval()
-    return (lambda: infer(bench.mmdet, data),
-            lambda: infer(bench.mmdetr, data))
+    amp, device = bench.args.amp, bench.device
+    return (lambda: infer(bench.mmdet, data, amp, device),
+            lambda: infer(bench.mmdetr, data, amp, device))
 
 
 # -------------------------------------------------------- match, targets
@@ -278,11 +282,12 @@ def train_host_syncs(bench: Bench) -> Tuple[int, int]:
         model.train()
         cfg = dict(bench.optim_cfg, type=wrapper)
         with DefaultScope.overwrite_default_scope('mmdet'):  # as configs
-            optim = build_optim(model, cfg, args.amp, bench.device)
+            optim = build_optim(model, cfg, args.amp, bench.device,
+                                ours=model is bench.mmdetr)
 
         def step(m=model, o=optim):
             with o.optim_context(m), autocast_context(args.amp,
-                                                      bench.device):
+                                                      bench.device, o):
                 losses = m(**data, mode='loss')
             loss, log_vars = m.parse_losses(losses)
             o.update_params(loss)
