@@ -8,8 +8,9 @@ is bfloat16 autocast, which torch runs through oneDNN: fast on CPUs with
 bfloat16 instructions (AVX-512 BF16: ``avx512_bf16``; Intel AMX:
 ``amx_bf16``), emulated on others. mmdetr stops there with a message
 (``MMDETR_EMULATED_BF16=1`` runs it anyway) instead of running emulated
-bfloat16 or, worse, float32 under a bfloat16 name. bfloat16 has float32's exponent range, so it trains
-without loss scaling (:class:`~mmdetr.engine.BF16OptimWrapper`).
+bfloat16 or, worse, float32 under a bfloat16 name. bfloat16 has float32's
+exponent range, so it trains without loss scaling
+(:class:`~mmdetr.engine.BF16OptimWrapper`).
 
 The model's parts that stay float32 under autocast are the same on every
 device (:mod:`mmdetr.models.precision`).

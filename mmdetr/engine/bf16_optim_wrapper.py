@@ -6,7 +6,6 @@ from contextlib import contextmanager
 from typing import List
 
 import torch
-from mmengine.logging import MMLogger
 from mmengine.optim import OptimWrapper
 from torch import Tensor
 
@@ -107,14 +106,7 @@ class BF16OptimWrapper(DeferredGradNormMixin, OptimWrapper):
         skipped = bool(found.item())  # the step's one wait, as the scaler's
         if not skipped:
             self.optimizer.step(**kwargs)
-        else:
-            self.message_hub.update_scalar('train/amp_skipped_steps',
-                                           self.skip_guard.total + 1)
-            MMLogger.get_current_instance().warning(
-                'non-finite gradients: optimizer step skipped '
-                f'({self.skip_guard.consecutive + 1} in a row, the limit is '
-                f'{self.skip_guard.limit})')
-        self.skip_guard.update(skipped)
+        self.skip_guard.update(skipped, message_hub=self.message_hub)
 
     def load_state_dict(self, state_dict: dict) -> None:
         """The optimizer's state; a loss scaler's state (a checkpoint of a

@@ -28,8 +28,12 @@ class ConsecutiveSkipGuard:
         self.consecutive = 0
         self.total = 0
 
-    def update(self, skipped: bool, scale: float = None) -> None:
-        """Record one optimizer step.
+    def update(self, skipped: bool, scale: float = None,
+               message_hub=None, what: str = 'non-finite gradients') -> None:
+        """Record one optimizer step; a skipped one is counted in
+        ``train/amp_skipped_steps`` of ``message_hub`` (when given) and
+        warned about, naming ``what`` was not finite and the loss
+        ``scale`` (when there is a loss scaler).
 
         Raises:
             FloatingPointError: this is the ``limit``-th skipped step in a
@@ -38,6 +42,13 @@ class ConsecutiveSkipGuard:
         if not skipped:
             self.consecutive = 0
             return
+        if message_hub is not None:
+            message_hub.update_scalar('train/amp_skipped_steps',
+                                      self.total + 1)
+        scaled = '' if scale is None else f', loss scale now {scale}'
+        MMLogger.get_current_instance().warning(
+            f'{what}: optimizer step skipped{scaled} '
+            f'({self.consecutive + 1} in a row, the limit is {self.limit})')
         self.consecutive += 1
         self.total += 1
         if self.consecutive >= self.limit:
@@ -95,16 +106,9 @@ class SkipNonFiniteAmpOptimWrapper(DeferredGradNormMixin, AmpOptimWrapper):
         # step() has already waited for these values
         skipped = self._found_inf()
         self.loss_scaler.update(self._scale_update_param)
-        scale = None
-        if skipped:
-            scale = self.loss_scaler.get_scale()
-            self.message_hub.update_scalar('train/amp_skipped_steps',
-                                           self.skip_guard.total + 1)
-            MMLogger.get_current_instance().warning(
-                'non-finite loss or gradients: optimizer step skipped, loss '
-                f'scale now {scale} ({self.skip_guard.consecutive + 1} in a '
-                f'row, the limit is {self.skip_guard.limit})')
-        self.skip_guard.update(skipped, scale)
+        scale = self.loss_scaler.get_scale() if skipped else None
+        self.skip_guard.update(skipped, scale, self.message_hub,
+                               'non-finite loss or gradients')
 
     def _found_inf(self) -> bool:
         state = self.loss_scaler._per_optimizer_states.get(

@@ -194,8 +194,11 @@ class ResumeCheckpointHook(Hook):
         runner.train_loop.stop_training = True
 
     def after_run(self, runner) -> None:
-        # handled until here: a signal while the stopped run winds down
-        # (a launcher ending the other ranks) is recorded, not fatal
         self.stop_signals.uninstall()
+        if self.stopped_at is not None and self._group is not None:
+            # the launcher ends the other ranks (torchrun: SIGTERM) as soon
+            # as the first one has exited with the stop's status: a stopped
+            # rank on its way out ignores that and exits with its own
+            self.stop_signals.ignore()
         if self.stopped_at is not None:
             raise SystemExit(self.exit_code)

@@ -77,6 +77,15 @@ class StopSignals:
             signal.signal(sig, handler)
         self._previous = {}
 
+    def ignore(self) -> None:
+        """Ignore the signals from now on, until the process has exited
+        (Python gives a handler back to the default action while it
+        shuts down; an ignored signal stays ignored)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in self.signals:
+            signal.signal(sig, signal.SIG_IGN)
+
     @contextmanager
     def saving(self) -> Iterator[None]:
         """While a checkpoint is written: signals are recorded and said to

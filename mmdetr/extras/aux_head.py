@@ -21,7 +21,7 @@ model without it, and dropped by the converter).
 Not done: Co-DETR also feeds the auxiliary heads' positive boxes to the
 decoder as extra training queries.
 """
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 from torch import Tensor
 

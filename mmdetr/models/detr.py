@@ -7,9 +7,9 @@ from mmdet.models.detectors.base import BaseDetector
 from torch import Tensor
 
 from mmdetr.models.frozen_batch_norm import (fold_frozen_batch_norms,
-                                              freeze_batch_norms,
-                                              frozen_norm_slots,
-                                              restore_frozen_batch_norms)
+                                             freeze_batch_norms,
+                                             frozen_norm_slots,
+                                             restore_frozen_batch_norms)
 from mmdetr.registry import MODELS, build_model
 
 #: State-dict key prefixes (relative to the detector) of parameters that

@@ -231,7 +231,8 @@ class DETRHead(BaseModule):
         input_hw = torch.tensor(img_metas[0]['batch_input_shape'][:2])
         return feature_padding_mask(image_sizes(img_metas, x), input_hw, x)
 
-    def forward_transformer(self, x: Tensor, mask: Tensor) -> Dict[str, Tensor]:
+    def forward_transformer(self, x: Tensor,
+                            mask: Tensor) -> Dict[str, Tensor]:
         """Input projection, positional encoding and transformer.
 
         Args:

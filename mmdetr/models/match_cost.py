@@ -197,4 +197,3 @@ class IoUCost(BaseMatchCost):
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(weight={self.weight}, '
                 f'iou_mode={self.iou_mode!r})')
-

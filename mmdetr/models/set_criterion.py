@@ -281,7 +281,6 @@ class SetCriterion(nn.Module):
         """The host matches as :obj:`SetMatches`: one copy to the device
         for everything derived from them."""
         num_sets, bs, num_preds = gt_inds.shape
-        num_gts = [len(labels) for labels in gt_labels_list]
         pos = [np.nonzero(layer) for layer in gt_inds]  # (image, pred)
         num_pos = [len(img) for img, _ in pos]
         packed = np.concatenate([

@@ -47,6 +47,23 @@ def test_uninstall_gives_the_signals_back():
     assert signal.getsignal(signal.SIGUSR1) == before
 
 
+def test_a_stopped_rank_ignores_the_signals_on_its_way_out():
+    """ignore(): the launcher's SIGTERM to a rank that is exiting with the
+    stop's status does not end it with SIGTERM's (Python gives handlers
+    back to the default action during shutdown, not SIG_IGN)."""
+    before = signal.getsignal(signal.SIGUSR1)
+    stop = StopSignals(('SIGUSR1', ))
+    stop.install()
+    stop.uninstall()
+    try:
+        stop.ignore()
+        assert signal.getsignal(signal.SIGUSR1) is signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGUSR1)  # would end pytest otherwise
+        assert stop.received == []
+    finally:
+        signal.signal(signal.SIGUSR1, before)
+
+
 def test_signal_names_and_numbers():
     assert signal_number('TERM') == signal_number(15) == signal.SIGTERM
     with pytest.raises(ValueError, match="'SIGNOPE'"):
