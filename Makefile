@@ -20,15 +20,26 @@ DEMO_SCORE_THR ?= 0.5
 # steps 3-30x slower). auto: ACTIVE when the CPUs were at least 90% idle
 # over one second just before training, else PASSIVE.
 DEMO_OMP_WAIT_POLICY ?= auto
+# The panoptic demo (docs/panoptic.md): the box model trained on every
+# panoptic segment (things and stuff), then the mask head on it, frozen.
+PANOPTIC_BOX_CONFIG ?= configs/detr_r18_shapes_panoptic_boxes.py
+PANOPTIC_BOX_WORK_DIR ?= work_dirs/detr_r18_shapes_panoptic_boxes
+PANOPTIC_CONFIG ?= configs/detr_r18_shapes_panoptic.py
+PANOPTIC_WORK_DIR ?= work_dirs/detr_r18_shapes_panoptic
+# DEMO_OMP_WAIT_POLICY=auto: ACTIVE when the CPUs were at least 90% idle
+# over one second, else PASSIVE (or when /proc/stat cannot be read)
+OMP_AUTO_POLICY = $(PYTHON) -c "import time; r=lambda: [int(x) for x in open('/proc/stat').readline().split()[1:]]; a=r(); time.sleep(1); d=[y-x for x, y in zip(a, r())]; print('ACTIVE' if d[3] + d[4] >= 0.9 * sum(d) else 'PASSIVE')" 2>/dev/null || echo PASSIVE
 # The demo recipe pipes test.py through tee; pipefail needs bash.
 SHELL := /bin/bash
 
-.PHONY: install test demo help
+.PHONY: install test demo demo-panoptic-data demo-panoptic-boxes demo-panoptic help
 
 help:
-	@echo "make install  install torch (if absent), mmcv $(MMCV_VERSION) with ops, mmdet, mmdetr"
-	@echo "make test     make install, then the test suite"
-	@echo "make demo     make install, then train/evaluate DETR on a generated dataset"
+	@echo "make install              install torch (if absent), mmcv $(MMCV_VERSION) with ops, mmdet, mmdetr"
+	@echo "make test                 make install, then the test suite"
+	@echo "make demo                 make install, then train/evaluate DETR on a generated dataset"
+	@echo "make demo-panoptic-boxes  make install, then train the panoptic demo's box model (things and stuff)"
+	@echo "make demo-panoptic        make install, then train DETR's mask head on it (frozen), evaluate PQ, draw"
 
 install:
 	@set -e; \
@@ -51,8 +62,9 @@ install:
 	  MMCV_WITH_OPS=1 MAX_JOBS=$(MAX_JOBS) $(PIP) install --no-build-isolation "mmcv==$(MMCV_VERSION)" \
 	    || fail "mmcv==$(MMCV_VERSION) build (needs a C++ compiler and the Python headers)"; \
 	fi; \
-	step "4/7 mmengine, mmdet, scipy, pycocotools, pytest"; \
+	step "4/7 mmengine, mmdet, scipy, pycocotools, pytest, panopticapi-lite, hotcoco"; \
 	$(PIP) install -q -r requirements/runtime.txt -r requirements/tests.txt || fail "runtime requirements"; \
+	$(PIP) install -q --no-deps -r requirements/panoptic.txt || fail "panoptic requirements (panopticapi-lite, hotcoco)"; \
 	step "5/7 onnx, onnxruntime (deployment, requirements/deploy.txt)"; \
 	if $(PYTHON) -c "import onnx, onnxruntime" 2>/dev/null; then \
 	  echo "    keeping onnx $$($(PYTHON) -c 'import onnx; print(onnx.__version__)'), onnxruntime $$($(PYTHON) -c 'import onnxruntime; print(onnxruntime.__version__)')"; \
@@ -83,7 +95,7 @@ demo: install
 	fi; \
 	policy=$(DEMO_OMP_WAIT_POLICY); \
 	if [ "$$policy" = auto ]; then \
-	  policy=$$($(PYTHON) -c "import time; r=lambda: [int(x) for x in open('/proc/stat').readline().split()[1:]]; a=r(); time.sleep(1); d=[y-x for x, y in zip(a, r())]; print('ACTIVE' if d[3] + d[4] >= 0.9 * sum(d) else 'PASSIVE')" 2>/dev/null || echo PASSIVE); \
+	  policy=$$($(OMP_AUTO_POLICY)); \
 	  echo "    OMP_WAIT_POLICY=$$policy (DEMO_OMP_WAIT_POLICY=auto: $$( [ $$policy = ACTIVE ] && echo 'the CPUs are idle' || echo 'the CPUs are busy or unreadable'))"; \
 	fi; \
 	say "2/4 training $(DEMO_CONFIG) from scratch (the budget is 15 minutes on 2 CPU cores)"; \
@@ -115,3 +127,57 @@ demo: install
 	echo "  $(DEMO_WORK_DIR)/image_demo.png     tools/demo/image_demo.py on val/000000.jpg"; \
 	echo "  $(DEMO_WORK_DIR)/curves.png         training losses and val mAP"; \
 	echo "  $$log   the training log (json)"
+
+# data/shapes with its panoptic version (the detection files are the same
+# bytes with and without it): kept when it has DEMO_NUM_TRAIN panoptic
+# training images and the val split
+demo-panoptic-data:
+	@set -e; \
+	have=$$($(PYTHON) -c "import json,sys; print(len(json.load(open(sys.argv[1]))['images']))" \
+	  $(DEMO_DATA)/panoptic/annotations/panoptic_train.json 2>/dev/null || echo 0); \
+	if [ "$$have" = "$(DEMO_NUM_TRAIN)" ] && \
+	   [ -f $(DEMO_DATA)/panoptic/annotations/panoptic_val.json ] && \
+	   [ -f $(DEMO_DATA)/panoptic/annotations/instances_val.json ]; then \
+	  echo "==> [panoptic data] keeping $(DEMO_DATA)/panoptic (delete it to regenerate)"; \
+	else \
+	  echo "==> [panoptic data] generating $(DEMO_DATA) with --panoptic ($(DEMO_NUM_TRAIN) train images; it had $$have)"; \
+	  $(PYTHON) tools/misc/make_shapes_dataset.py $(DEMO_DATA) --num-train $(DEMO_NUM_TRAIN) --panoptic; \
+	fi
+
+demo-panoptic-boxes: install demo-panoptic-data
+	@set -eo pipefail; \
+	policy=$(DEMO_OMP_WAIT_POLICY); \
+	if [ "$$policy" = auto ]; then policy=$$($(OMP_AUTO_POLICY)); fi; \
+	echo "==> [make demo-panoptic-boxes] training $(PANOPTIC_BOX_CONFIG) from scratch (OMP_WAIT_POLICY=$$policy)"; \
+	start=$$(date +%s); \
+	OMP_WAIT_POLICY=$$policy $(PYTHON) tools/train.py $(PANOPTIC_BOX_CONFIG) --work-dir $(PANOPTIC_BOX_WORK_DIR); \
+	echo "    box model training took $$(( $$(date +%s) - start )) s: $$(cat $(PANOPTIC_BOX_WORK_DIR)/last_checkpoint)"
+
+demo-panoptic: install demo-panoptic-data
+	@set -eo pipefail; \
+	say() { echo "==> [make demo-panoptic] $$1"; }; \
+	if [ ! -f $(PANOPTIC_BOX_WORK_DIR)/last_checkpoint ]; then \
+	  say "1/3 no box model in $(PANOPTIC_BOX_WORK_DIR): make demo-panoptic-boxes first"; \
+	  $(MAKE) --no-print-directory -o install -o demo-panoptic-data demo-panoptic-boxes; \
+	else \
+	  say "1/3 box model: $$(cat $(PANOPTIC_BOX_WORK_DIR)/last_checkpoint) (delete $(PANOPTIC_BOX_WORK_DIR) to retrain)"; \
+	fi; \
+	boxes=$$(cat $(PANOPTIC_BOX_WORK_DIR)/last_checkpoint); \
+	policy=$(DEMO_OMP_WAIT_POLICY); \
+	if [ "$$policy" = auto ]; then policy=$$($(OMP_AUTO_POLICY)); fi; \
+	say "2/3 training the mask head of $(PANOPTIC_CONFIG) on the frozen box model (OMP_WAIT_POLICY=$$policy)"; \
+	start=$$(date +%s); \
+	OMP_WAIT_POLICY=$$policy $(PYTHON) tools/train.py $(PANOPTIC_CONFIG) --work-dir $(PANOPTIC_WORK_DIR) \
+	  --cfg-options load_from=$$boxes; \
+	echo "    mask head training took $$(( $$(date +%s) - start )) s"; \
+	ckpt=$$(cat $(PANOPTIC_WORK_DIR)/last_checkpoint); \
+	say "3/3 panoptic quality of $$ckpt on the val split, drawing the panoptic segmentations"; \
+	OMP_WAIT_POLICY=$$policy $(PYTHON) tools/test.py $(PANOPTIC_CONFIG) $$ckpt --eval pq \
+	  --work-dir $(PANOPTIC_WORK_DIR)/test --show-dir $(PANOPTIC_WORK_DIR)/panoptic \
+	  --show-score-thr $(DEMO_SCORE_THR) 2>&1 | tee $(PANOPTIC_WORK_DIR)/test_output.log; \
+	echo; echo "panoptic quality on $(DEMO_DATA)/panoptic/val, $$ckpt:"; \
+	grep -E '^[|+]' $(PANOPTIC_WORK_DIR)/test_output.log | tail -n 7; \
+	echo; echo "Everything is in $(PANOPTIC_WORK_DIR)/:"; \
+	echo "  $$ckpt                 the box model with the trained mask head"; \
+	echo "  $(PANOPTIC_WORK_DIR)/panoptic/*.jpg   every val image with its panoptic segmentation drawn"; \
+	echo "  $(PANOPTIC_WORK_DIR)/test_output.log  the PQ table (all, things, stuff)"

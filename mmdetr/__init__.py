@@ -6,8 +6,9 @@ Importing the package (as ``custom_imports`` does):
 - registers its components in mmdetr's registries (children of mmdet's),
   see :mod:`mmdetr.registry`, and the checkpoint prefix
   ``mmdetr-convert://`` (:mod:`mmdetr.utils.checkpoint_scheme`);
-- registers the training extras (:mod:`mmdetr.extras`) and the mmdet 2.x
-  compatibility layer (:mod:`mmdetr.compat`);
+- registers the training extras (:mod:`mmdetr.extras`), panoptic
+  segmentation (:mod:`mmdetr.panoptic`) and the mmdet 2.x compatibility
+  layer (:mod:`mmdetr.compat`);
 - allowlists the few harmless classes mmengine checkpoints hold
   (:func:`mmdetr.utils.register_trusted_checkpoint_globals`), so that
   mmdet's own tools and APIs (``tools/test.py``, ``init_detector``,
@@ -22,7 +23,7 @@ import importlib.util as _util  # noqa: E402
 if _util.find_spec('torch') is not None:
     # registers the components, and the checkpoint prefix 'mmdetr-convert://'
     from . import (compat, datasets, engine, evaluation,  # noqa: F401,E402
-                   extras, models, utils, visualization)
+                   extras, models, panoptic, utils, visualization)
 
     # once per process: every weights_only load (mmengine's resume and
     # load_from, mmdet's tools) accepts the few trusted checkpoint classes

@@ -12,7 +12,12 @@
     bash tools/dist_test.sh CONFIG CHECKPOINT 8 --eval bbox
 
 ``--eval bbox`` runs COCO box evaluation (pycocotools through mmdet's
-CocoMetric) and prints the 12-line AP/AR table and the copypaste line.
+CocoMetric) and prints the 12-line AP/AR table and the copypaste line;
+``--eval segm`` adds COCO mask AP of the instance masks (the same metric).
+``--eval pq`` runs COCO panoptic evaluation (mmdet's CocoPanopticMetric:
+PQ, SQ, RQ for all, things and stuff) on ``pred_panoptic_seg``, with the
+config's CocoPanopticMetric or one for the test dataset's panoptic json and
+PNG folder (``data_prefix.seg``). Metrics combine: ``--eval bbox segm pq``.
 Without ``--eval`` the config's ``test_evaluator`` runs.
 """
 import argparse
@@ -31,7 +36,10 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from _common import (add_amp_args, add_runner_args,  # noqa: E402
                      apply_amp_or_exit, load_config_or_exit)
 
-EVAL_METRICS = ('bbox', )
+# --eval name -> the metric that computes it
+COCO_METRICS = ('bbox', 'segm')  # mmdet's CocoMetric
+PANOPTIC_METRICS = ('pq', )  # mmdet's CocoPanopticMetric
+EVAL_METRICS = COCO_METRICS + PANOPTIC_METRICS
 
 
 def parse_args(argv=None):
@@ -43,7 +51,8 @@ def parse_args(argv=None):
         '--eval',
         nargs='+',
         choices=EVAL_METRICS,
-        help='evaluate these metrics on the test set (COCO "bbox")')
+        help='evaluate these metrics on the test set: COCO "bbox", "segm" '
+        '(instance masks), "pq" (panoptic quality)')
     parser.add_argument(
         '--out', help='dump the raw detections to this .pkl file')
     parser.add_argument(
@@ -84,19 +93,49 @@ def _evaluators(cfg: Config) -> list:
     return list(ev) if isinstance(ev, (list, tuple)) else [ev]
 
 
-def _coco_metric(cfg: Config) -> ConfigDict:
-    """The config's CocoMetric, or one built for the test dataset."""
+def _configured(cfg: Config, type_name: str):
+    """The config's test evaluator of type ``type_name``, or None."""
     for ev in _evaluators(cfg):
-        if ev.get('type', '').split('.')[-1] == 'CocoMetric':
+        if ev.get('type', '').split('.')[-1] == type_name:
             return ev
+    return None
+
+
+def _coco_metric(cfg: Config, metrics=('bbox', )) -> ConfigDict:
+    """The config's CocoMetric, or one built for the test dataset."""
+    ev = _configured(cfg, 'CocoMetric')
+    if ev is not None:
+        return ev
     dataset = cfg.test_dataloader.dataset
     ann_file = dataset.get('ann_file')
     if not ann_file:
-        sys.exit('test.py: --eval bbox needs test_dataloader.dataset.'
-                 'ann_file (a COCO json) in the config')
+        sys.exit(f'test.py: --eval {" ".join(metrics)} needs '
+                 'test_dataloader.dataset.ann_file (a COCO json) in the '
+                 'config')
     return ConfigDict(
         type='CocoMetric',
         ann_file=osp.join(dataset.get('data_root', ''), ann_file))
+
+
+def _panoptic_metric(cfg: Config) -> ConfigDict:
+    """The config's CocoPanopticMetric, or one built for the test dataset
+    (its panoptic json and PNG folder)."""
+    ev = _configured(cfg, 'CocoPanopticMetric')
+    if ev is not None:
+        return ev
+    dataset = cfg.test_dataloader.dataset
+    ann_file = dataset.get('ann_file')
+    seg = (dataset.get('data_prefix') or {}).get('seg')
+    if not ann_file or not seg:
+        sys.exit('test.py: --eval pq needs a CocoPanopticMetric in '
+                 'test_evaluator, or test_dataloader.dataset.ann_file (a COCO '
+                 'panoptic json) and data_prefix.seg (its PNG folder) in the '
+                 'config')
+    root = dataset.get('data_root', '')
+    return ConfigDict(
+        type='CocoPanopticMetric',
+        ann_file=osp.join(root, ann_file),
+        seg_prefix=osp.join(root, seg))
 
 
 def build_cfg(args) -> Config:
@@ -118,17 +157,28 @@ def build_cfg(args) -> Config:
     options = dict(args.eval_options)
     if 'jsonfile_prefix' in options:  # the mmdet 2.x name
         options['outfile_prefix'] = options.pop('jsonfile_prefix')
-    if args.eval or args.format_only:
+    if args.format_only:
         metric = _coco_metric(cfg)
         metric.update(options)
-        if args.eval:
-            metric.metric = list(args.eval)
-            metric.format_only = False
-        else:
-            metric.format_only = True
-            metric.setdefault('outfile_prefix',
-                              osp.join(cfg.work_dir, 'results'))
+        metric.format_only = True
+        metric.setdefault('outfile_prefix', osp.join(cfg.work_dir, 'results'))
         cfg.test_evaluator = [metric]
+    elif args.eval:
+        evaluators = []
+        coco = [m for m in EVAL_METRICS if m in args.eval and
+                m in COCO_METRICS]
+        if coco:
+            metric = _coco_metric(cfg, coco)
+            metric.update(options)
+            metric.metric = coco
+            metric.format_only = False
+            evaluators.append(metric)
+        if 'pq' in args.eval:
+            metric = _panoptic_metric(cfg)
+            metric.update(options)
+            metric.format_only = False
+            evaluators.append(metric)
+        cfg.test_evaluator = evaluators
     elif options:
         for ev in _evaluators(cfg):
             ev.update(options)

@@ -16,6 +16,43 @@ class AnnotationFileError(ValueError):
     """The annotation file is missing, not JSON, or not COCO-shaped."""
 
 
+def load_coco_json(ann_file: str,
+                   error: type = AnnotationFileError,
+                   kind: str = 'annotation file',
+                   fmt: str = 'COCO format') -> dict:
+    """Read a COCO-style json, failing with ``error`` naming the file when
+    it is missing, not JSON, or lacks images/annotations/categories.
+
+    Args:
+        ann_file (str): Local path of the json.
+        error (type): The exception class to raise. Defaults to
+            :class:`AnnotationFileError`.
+        kind (str): What the messages call the file. Defaults to
+            ``'annotation file'``.
+        fmt (str): The format named in the message on a missing key.
+            Defaults to ``'COCO format'``.
+
+    Returns:
+        dict: The parsed json.
+    """
+    if not osp.isfile(ann_file):
+        raise error(f'{kind} not found: {ann_file}')
+    try:
+        with open(ann_file) as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f'{kind} {ann_file} is not valid JSON: {e}') from e
+    if not isinstance(data, dict):
+        raise error(f'{kind} {ann_file}: expected a JSON object with '
+                    f'"images", "annotations" and "categories", got '
+                    f'{type(data).__name__}')
+    for key in ('images', 'annotations', 'categories'):
+        if key not in data:
+            raise error(f'{kind} {ann_file} has no "{key}" key ({fmt} '
+                        'needs images, annotations and categories)')
+    return data
+
+
 @DATASETS.register_module()
 class CocoDataset(MMDetCocoDataset):
     """mmdet's ``CocoDataset`` with loud data checks.
@@ -50,25 +87,7 @@ class CocoDataset(MMDetCocoDataset):
         ann_file = self.ann_file
         if '://' in ann_file:
             return  # remote storage: let the backend report
-        if not osp.isfile(ann_file):
-            raise AnnotationFileError(
-                f'annotation file not found: {ann_file}')
-        try:
-            with open(ann_file) as f:
-                data = json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise AnnotationFileError(
-                f'annotation file {ann_file} is not valid JSON: {e}') from e
-        if not isinstance(data, dict):
-            raise AnnotationFileError(
-                f'annotation file {ann_file}: expected a JSON object with '
-                f'"images", "annotations" and "categories", got '
-                f'{type(data).__name__}')
-        for key in ('images', 'annotations', 'categories'):
-            if key not in data:
-                raise AnnotationFileError(
-                    f'annotation file {ann_file} has no "{key}" key (COCO '
-                    'format needs images, annotations and categories)')
+        data = load_coco_json(ann_file)
         for i, ann in enumerate(data['annotations']):
             for key in ('image_id', 'bbox', 'category_id'):
                 if key not in ann:

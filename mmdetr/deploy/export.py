@@ -47,8 +47,9 @@ def check_exportable(detector: nn.Module,
     """Refuse, naming the setting, what the exported graph cannot hold.
 
     Raises:
-        ExportSettingError: e.g. mmdet's own DETR (not mmdetr's), an opset
-            below :data:`MIN_OPSET`, a ``test_cfg.max_per_img`` the
+        ExportSettingError: e.g. mmdet's own DETR (not mmdetr's), a DETR
+            that predicts more than detections (``PanopticDETR``), an
+            opset below :data:`MIN_OPSET`, a ``test_cfg.max_per_img`` the
             classifier cannot give.
     """
     from mmdetr.models.detr import DETR
@@ -58,6 +59,15 @@ def check_exportable(detector: nn.Module,
             f'model type {cls.__module__}.{cls.__name__} cannot be exported '
             'by mmdetr: only mmdetr.models.DETR is supported (set '
             "_scope_='mmdetr' on the config's model dict)")
+    if type(detector).predict_by_outputs is not DETR.predict_by_outputs:
+        cls = type(detector).__name__
+        raise ExportSettingError(
+            f'model type {cls} cannot be exported: it predicts more than '
+            'boxes and labels (its own predict_by_outputs, e.g. the masks '
+            'and panoptic segmentation of PanopticDETR), and the exported '
+            'graph holds detections only. Export the box model it was '
+            "trained on instead (the panoptic config's load_from, with its "
+            'own config)')
     if int(opset_version) < MIN_OPSET:
         raise ExportSettingError(
             f'opset_version={opset_version} cannot be exported: the '

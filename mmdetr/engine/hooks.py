@@ -17,6 +17,9 @@ class DataCheckHook(Hook):
     """Before training/testing, check each dataset against the model:
 
     - the head's ``num_classes`` equals the number of dataset classes;
+    - a panoptic model's ``num_things_classes`` (things first, then stuff)
+      matches the dataset's ``thing_classes``, which come first among its
+      classes;
     - every image file the dataset lists exists (local files only).
 
     Args:
@@ -51,6 +54,7 @@ class DataCheckHook(Hook):
                 f'{split} dataset ({ann_file}) has {len(classes)} classes '
                 f'{tuple(classes)[:10]}; set model.bbox_head.num_classes to '
                 f'{len(classes)} or the dataset\'s metainfo.classes')
+        self._check_things(model, dataset.metainfo, split, ann_file)
         missing, total = [], 0
         for i in range(len(dataset)):
             path = dataset.get_data_info(i).get('img_path')
@@ -64,3 +68,22 @@ class DataCheckHook(Hook):
                 f'{len(missing)} of {total} images listed in the {split} '
                 f'dataset ({ann_file}) are missing, e.g. '
                 f'{missing[:self.max_listed]}')
+
+    @staticmethod
+    def _check_things(model, metainfo: dict, split: str,
+                      ann_file: str) -> None:
+        """A panoptic model reads labels below ``num_things_classes`` as
+        things: the dataset must order its classes so."""
+        num_things = getattr(model, 'num_things_classes', None)
+        things = metainfo.get('thing_classes')
+        classes = tuple(metainfo.get('classes') or ())
+        if num_things is None or things is None:
+            return
+        if len(things) != num_things or classes[:num_things] != tuple(things):
+            raise DataCheckError(
+                f'model.num_things_classes={num_things} but the {split} '
+                f'dataset ({ann_file}) has {len(things)} thing classes '
+                f'{tuple(things)[:10]}, and they must be its first classes '
+                f'(classes: {classes[:10]}); set model.num_things_classes to '
+                f'{len(things)} and list things before stuff in '
+                'metainfo.classes')

@@ -310,6 +310,27 @@ class DETRHead(BaseModule):
             dict[str, Tensor]: ``loss_cls``, ``loss_bbox``, ``loss_iou`` of
             the last decoder layer and ``d{i}.loss_*`` of the others.
         """
+        return self.loss_and_matches(all_cls_scores_list, all_bbox_preds_list,
+                                     gt_bboxes_list, gt_labels_list,
+                                     img_metas, gt_bboxes_ignore)[0]
+
+    def loss_and_matches(self,
+                         all_cls_scores_list: List[Tensor],
+                         all_bbox_preds_list: List[Tensor],
+                         gt_bboxes_list: List[Tensor],
+                         gt_labels_list: List[Tensor],
+                         img_metas: List[dict],
+                         gt_bboxes_ignore: Optional[List[Tensor]] = None
+                         ) -> Tuple[Dict[str, Tensor], SetMatches]:
+        """:meth:`loss`, and the matching it scored: one set per decoder
+        layer (``matches.sets()[-1]``: the last layer's), for a loss of
+        the matched queries' own outputs (e.g. masks) without matching
+        again. Arguments as :meth:`loss`.
+
+        Returns:
+            tuple[dict[str, Tensor], SetMatches]: :meth:`loss`'s losses and
+            the matches.
+        """
         if gt_bboxes_ignore is not None:
             raise NotImplementedError(
                 'DETRHead: gt_bboxes_ignore is not supported')
@@ -335,7 +356,7 @@ class DETRHead(BaseModule):
             loss_dict[f'd{i}.loss_cls'] = loss_cls
             loss_dict[f'd{i}.loss_bbox'] = loss_bbox
             loss_dict[f'd{i}.loss_iou'] = loss_iou
-        return loss_dict
+        return loss_dict, matches
 
     def loss_single(self,
                     cls_scores: Tensor,

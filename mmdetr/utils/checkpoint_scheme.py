@@ -6,8 +6,9 @@ registers the prefix with mmengine's ``CheckpointLoader``, which the runner
 uses for ``load_from`` (and ``mmengine.runner.load_checkpoint`` for any
 model). ``PATH`` is a local file or an ``http(s)://`` URL; it is loaded with
 ``weights_only=True`` (official DETR files hold an ``argparse.Namespace``,
-which is allowlisted), its layout detected from its keys (official, mmdet
-2.x/3.x or mmdetr) and its weights returned in mmdetr's layout::
+which is allowlisted), its layout detected from its keys (official box or
+panoptic, mmdet 2.x/3.x or mmdetr) and its weights returned in mmdetr's
+layout::
 
     load_from = ('mmdetr-convert://'
                  'https://dl.fbaipublicfiles.com/detr/detr-r50-e632da11.pth')
@@ -27,9 +28,10 @@ from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from .checkpoint import load_checkpoint_file
-from .classifier_remap import CLASSIFIER, checkpoint_classes, coco_classes
-from .convert import (LAYOUTS, OFFICIAL_COCO_LOGITS, convert_state_dict,
-                      detect_layout, extract_state_dict)
+from .classifier_remap import (CLASSIFIER, checkpoint_classes, coco_classes,
+                               coco_panoptic_classes)
+from .convert import (LAYOUTS, OFFICIAL_COCO_LOGITS, OFFICIAL_PANOPTIC_LOGITS,
+                      convert_state_dict, detect_layout, extract_state_dict)
 from .hf_convert import hf_files, load_hf_checkpoint
 
 PREFIX = 'mmdetr-convert://'
@@ -109,7 +111,8 @@ def source_classes(checkpoint, state_dict, layout: str, notes: list):
 
     Recorded names (mmengine's ``meta['dataset_meta']``, mmdet 2.x's
     ``meta['CLASSES']``) win; an official checkpoint with COCO's 92 logits
-    is COCO's (the converter keeps its 80 classes, in COCO's order); an
+    is COCO's (the converter keeps its 80 classes, in COCO's order), an
+    official panoptic one with 251 logits COCO panoptic's 133; an
     mmdet checkpoint with 80 classes and no names is taken for COCO's, as
     mmdet's ``init_detector`` does (mmdet's released DETRs are COCO's).
 
@@ -132,6 +135,12 @@ def source_classes(checkpoint, state_dict, layout: str, notes: list):
         notes.append('class names: COCO\'s 80 (official DETR with COCO\'s '
                      '92 logits)')
         return coco_classes()
+    panoptic = state_dict.get('detr.class_embed.weight')
+    if layout == 'official_panoptic' and panoptic is not None and \
+            len(panoptic) == OFFICIAL_PANOPTIC_LOGITS:
+        notes.append('class names: COCO panoptic\'s 133 (official panoptic '
+                     'DETR with its 251 logits)')
+        return coco_panoptic_classes()
     if layout in ('mmdet2', 'mmdet3') and weight is not None and \
             len(weight) == len(coco_classes()) + 1:
         notes.append('class names: not recorded; 80 classes + no-object, '

@@ -32,6 +32,13 @@ def coco_classes() -> Tuple[str, ...]:
     return tuple(CocoDataset.METAINFO['classes'])
 
 
+def coco_panoptic_classes() -> Tuple[str, ...]:
+    """COCO panoptic's 133 class names, things then stuff (mmdet's
+    ``CocoPanopticDataset``)."""
+    from mmdet.datasets import CocoPanopticDataset
+    return tuple(CocoPanopticDataset.METAINFO['classes'])
+
+
 def checkpoint_classes(checkpoint) -> Optional[Tuple[str, ...]]:
     """The class names a loaded checkpoint records, or None.
 

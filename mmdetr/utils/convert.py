@@ -1,14 +1,20 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 """Key layouts of DETR checkpoints and conversion between them.
 
-Four layouts are known; every conversion goes through mmdetr's:
+Five layouts are known; every conversion goes through mmdetr's:
 
-============  ===========================================================
-``mmdetr``    this package's ``DETR.state_dict()``
-``mmdet3``    mmdet 3.x ``DETR`` (``neck.convs.0.conv``, ``encoder.layers``)
-``mmdet2``    mmdet 2.x ``DETR`` (``bbox_head.transformer.encoder.layers``)
-``official``  facebookresearch/detr (``backbone.0.body``, ``class_embed``)
-============  ===========================================================
+=====================  ====================================================
+``mmdetr``             this package's ``DETR.state_dict()`` (and
+                       ``PanopticDETR``'s, with ``mask_head.*``)
+``mmdet3``             mmdet 3.x ``DETR`` (``neck.convs.0.conv``,
+                       ``encoder.layers``)
+``mmdet2``             mmdet 2.x ``DETR``
+                       (``bbox_head.transformer.encoder.layers``)
+``official``           facebookresearch/detr (``backbone.0.body``,
+                       ``class_embed``)
+``official_panoptic``  facebookresearch/detr ``DETRsegm`` (``detr.*``,
+                       ``bbox_attention.*``, ``mask_head.*``)
+=====================  ====================================================
 
 mmdetr's layout::
 
@@ -22,13 +28,14 @@ mmdetr's layout::
     bbox_head.query_embedding.weight
     bbox_head.positional_encoding.*              (learned encoding only)
     bbox_head.fc_cls.*, bbox_head.reg_ffn.{0,2}.*, bbox_head.fc_reg.*
+    mask_head.{bbox_attention,conv_head}.*       PanopticDETR's mask head
 
 Each layout is a table of key templates, ``(mmdetr's, the layout's)``, read
 left to right to convert to mmdetr and right to left to convert back. In a
 template ``{i}`` stands for a layer index and ``{p}`` for the rest of the key
 (``weight``, ``in_proj_bias``, ``out_proj.weight`` ...). Renaming never changes
-a tensor; the official layout also needs two changes of content
-(:func:`_official_to_mmdetr`).
+a tensor; the official layouts also need two changes of content
+(:func:`_official_to_mmdetr`, :func:`_official_panoptic_to_mmdetr`).
 """
 import re
 from collections import OrderedDict
@@ -151,6 +158,54 @@ _OFFICIAL: Rules = (
     ('bbox_head.fc_reg.{p}', 'bbox_embed.layers.2.{p}'),
 )
 
+# Official panoptic DETR (``DETRsegm``: detr-r50-panoptic, -dc5-, -r101-):
+# the detector under ``detr.``, the mask head (mmdetr.panoptic.DETRMaskHead,
+# at ``mask_head`` in PanopticDETR) beside it: ``bbox_attention.*`` are its
+# attention maps, ``mask_head.*`` its convolutions.
+_MASK_HEAD: Rules = (
+    ('mask_head.bbox_attention.{p}', 'bbox_attention.{p}'),
+    ('mask_head.conv_head.{p}', 'mask_head.{p}'),
+)
+_OFFICIAL_PANOPTIC: Rules = tuple(
+    (ours, 'detr.' + theirs) for ours, theirs in _OFFICIAL) + _MASK_HEAD
+# The 53 COCO panoptic stuff category ids, in id order: with the 80 thing
+# ids, mmdet's CocoPanopticDataset classes (things, then stuff).
+COCO_PANOPTIC_STUFF_IDS: Tuple[int, ...] = (
+    92, 93, 95, 100, 107, 109, 112, 118, 119, 122, 125, 128, 130, 133, 138,
+    141, 144, 145, 147, 148, 149, 151, 154, 155, 156, 159, 161, 166, 168,
+    171, 175, 176, 177, 178, 180, 181, 184, 185, 186, 187, 188, 189, 190,
+    191, 192, 193, 194, 195, 196, 197, 198, 199, 200)
+OFFICIAL_PANOPTIC_LOGITS = 251  # num_classes=250 + no-object
+
+
+def _official_panoptic_to_mmdetr(state_dict: 'OrderedDict[str, Tensor]',
+                                 notes: List[str]
+                                 ) -> 'OrderedDict[str, Tensor]':
+    """official panoptic -> mmdetr (keys already renamed): the detector's
+    changes (:func:`_official_to_mmdetr`), but the classifier is
+    panoptic: 251 logits, one per COCO panoptic category id 0..249 and
+    no-object last; mmdet's COCO panoptic classes are the 133 ids in use,
+    things (80) then stuff (53), in id order. Keep those rows and the
+    no-object row. Any other size is kept as is."""
+    weight = state_dict.get('bbox_head.fc_cls.weight')
+    if weight is None or len(weight) != OFFICIAL_PANOPTIC_LOGITS:
+        return _official_to_mmdetr(state_dict, notes)
+    rows = [*COCO_CATEGORY_IDS, *COCO_PANOPTIC_STUFF_IDS,
+            OFFICIAL_PANOPTIC_LOGITS - 1]
+    out = OrderedDict(
+        (k, v[rows] if k.startswith('bbox_head.fc_cls.') else v)
+        for k, v in state_dict.items())
+    detector_notes: List[str] = []
+    out = _official_to_mmdetr(out, detector_notes)
+    # its classifier line would describe the 134 rows kept here
+    notes.extend(n for n in detector_notes if not n.startswith('classifier:'))
+    notes.append(
+        'classifier: 251 official panoptic logits (COCO panoptic category '
+        'ids 0..249 + no-object) -> the 133 COCO panoptic classes (80 '
+        'things, 53 stuff, in id order) + no-object')
+    return out
+
+
 # Parameters that only training reads (the extra query groups of
 # DETRHead(num_query_groups=K), the auxiliary dense head of DETR(aux_head=)):
 # mmdetr's checkpoints may hold them; no other layout has a place for them,
@@ -162,7 +217,8 @@ TRAINING_ONLY_KEYS: Tuple[str, ...] = (
 _MMDETR: Rules = tuple(
     (ours, ours)
     for ours in dict.fromkeys([
-        *(ours for table in (_MMDET3, _OFFICIAL) for ours, _ in table),
+        *(ours for table in (_MMDET3, _OFFICIAL, _MASK_HEAD)
+          for ours, _ in table),
         *TRAINING_ONLY_KEYS
     ]))
 
@@ -265,6 +321,9 @@ LAYOUTS: Dict[str, Layout] = {
     for layout in (
         Layout('official', 'facebookresearch/detr', _OFFICIAL,
                _official_to_mmdetr, can_target=False),
+        Layout('official_panoptic', 'facebookresearch/detr panoptic',
+               _OFFICIAL_PANOPTIC, _official_panoptic_to_mmdetr,
+               can_target=False),
         Layout('mmdet3', 'mmdet 3.x DETR', _MMDET3),
         Layout('mmdet2', 'mmdet 2.x DETR', _MMDET2, can_target=False),
         Layout('mmdetr', 'mmdetr DETR', _MMDETR),

@@ -5,6 +5,7 @@ import math
 import mmcv
 import numpy as np
 from mmdet.visualization import DetLocalVisualizer as MMDetLocalVisualizer
+from mmengine.structures import PixelData
 
 from mmdetr.registry import VISUALIZERS
 
@@ -16,8 +17,9 @@ class DetLocalVisualizer(MMDetLocalVisualizer):
     mmdet sizes labels and line widths for images of a few hundred pixels
     and more; on a 160-pixel image its labels cover the objects. An image
     whose shorter side is under ``min_size`` is enlarged by the smallest
-    integer factor that reaches it, and every drawn box (ground truth and
-    prediction) with it; the data sample itself is left unchanged.
+    integer factor that reaches it, and every drawn box, mask and panoptic
+    segmentation (ground truth and prediction) with it; the data sample
+    itself is left unchanged.
 
     Args:
         min_size (int): Draw images at least this large on their shorter
@@ -57,5 +59,27 @@ class DetLocalVisualizer(MMDetLocalVisualizer):
                             'bboxes' in data_sample.get(field):
                         instances = data_sample.get(field).clone()
                         instances.bboxes = instances.bboxes * scale
+                        if 'masks' in instances:
+                            instances.masks = _enlarged(instances.masks,
+                                                        scale)
                         data_sample.set_field(instances, field)
+                for field in ('gt_panoptic_seg', 'pred_panoptic_seg'):
+                    if field in data_sample:
+                        seg = data_sample.get(field)
+                        data_sample.set_field(
+                            PixelData(metainfo=seg.metainfo,
+                                      sem_seg=_enlarged(seg.sem_seg, scale)),
+                            field)
         super().add_datasample(name, image, data_sample, *args, **kwargs)
+
+
+def _enlarged(maps, scale: int):
+    """Masks or a segment map, (..., H, W), each pixel repeated ``scale``
+    times along both axes (``BitmapMasks``, tensors, arrays)."""
+    if hasattr(maps, 'masks'):  # mmdet's BitmapMasks
+        return type(maps)(_enlarged(maps.masks, scale),
+                          maps.height * scale, maps.width * scale)
+    if isinstance(maps, np.ndarray):
+        return maps.repeat(scale, axis=-2).repeat(scale, axis=-1)
+    return maps.repeat_interleave(scale, dim=-2).repeat_interleave(
+        scale, dim=-1)

@@ -11,6 +11,8 @@ fixtures stay in ``tests/conftest.py``.
   modules, and readers of what they write;
 - ``parity``: mmdetr's DETR against a reference model, outputs and losses;
 - ``checkpoints``: checkpoints in other codebases' layouts;
+- ``panoptic``: a tiny COCO panoptic dataset on disk and its config, a
+  tiny PanopticDETR, ground-truth masks for synthetic batches;
 - ``steps``: one training step as the runner runs it, with its host
   syncs counted;
 - ``resume``: the demo model on a small generated dataset, for runs that
@@ -24,13 +26,16 @@ from .batches import (head_outputs_and_targets, make_batch, preprocess,
 from .checkpoints import mmdet2_state_dict, official_checkpoint
 from .datasets import CLASSES, write_coco_split, write_tiny_train_config
 from .models import TINY, build_mmdet, build_mmdetr, mmdet_cfg, mmdetr_cfg
+from .panoptic import (PANOPTIC_CLASSES, PANOPTIC_TINY, panoptic_detr_cfg,
+                       shapes_panoptic_cfg, with_box_masks,
+                       write_shapes_panoptic)
 from .parity import (assert_identical_predictions, assert_same_losses,
                      assert_same_predictions, randomize_)
 from .resume import (assert_same_training, logged_losses,
                      write_demo_config, write_shapes)
 from .steps import count_step, training_step
 from .tools import (ROOT, TESTS, copypaste_ap, load_ckpt, load_tool, run,
-                    run_distributed, scalars, train)
+                    run_distributed, run_script, scalars, train)
 
 __all__ = [
     'assert_identical_predictions', 'assert_same_losses',
@@ -38,8 +43,11 @@ __all__ = [
     'official_checkpoint', 'randomize_',
     'CLASSES', 'ROOT', 'TESTS', 'TINY', 'build_mmdet', 'build_mmdetr',
     'copypaste_ap', 'count_step', 'head_outputs_and_targets', 'load_ckpt', 'load_tool', 'make_batch', 'mmdet_cfg',
-    'mmdetr_cfg', 'preprocess', 'random_boxes', 'run', 'scalars', 'train',
+    'mmdetr_cfg', 'preprocess', 'random_boxes', 'run', 'run_script',
+    'scalars', 'train',
     'training_step', 'write_coco_split', 'write_tiny_train_config',
+    'PANOPTIC_CLASSES', 'PANOPTIC_TINY', 'panoptic_detr_cfg',
+    'shapes_panoptic_cfg', 'with_box_masks', 'write_shapes_panoptic',
     'assert_same_training', 'logged_losses', 'write_demo_config',
     'write_shapes'
 ]

@@ -56,6 +56,21 @@ def train(cfg, work_dir, *extra, check=True):
                *extra, check=check)
 
 
+def run_script(path: str, *args) -> int:
+    """Run the script ``path`` in this process as ``__main__`` with
+    ``args`` as its command line; its exit code (0 if it returns)."""
+    import runpy
+    argv = sys.argv
+    sys.argv = [str(path), *map(str, args)]
+    try:
+        runpy.run_path(str(path), run_name='__main__')
+    except SystemExit as e:
+        return e.code
+    finally:
+        sys.argv = argv
+    return 0
+
+
 def copypaste_ap(output: str) -> str:
     """The last ``bbox_mAP_copypaste`` line's six numbers in ``output``."""
     found = re.findall(r'bbox_mAP_copypaste: ([\d. -]+)', output)

@@ -16,7 +16,7 @@ for COCO: category ids 0..90 and no-object) and ``bbox_embed.layers.0..2``.
 """
 import math
 from collections import OrderedDict
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -264,7 +264,9 @@ def _ffn(sd, p, x):
 def official_forward(sd: Dict[str, Tensor], images: Tensor,
                      img_shapes: Sequence[Tuple[int, int]],
                      num_heads: int,
-                     dilation: bool = False) -> Tuple[Tensor, Tensor]:
+                     dilation: bool = False,
+                     internals: Optional[dict] = None
+                     ) -> Tuple[Tensor, Tensor]:
     """Post-norm DETR on a padded batch.
 
     Args:
@@ -275,6 +277,11 @@ def official_forward(sd: Dict[str, Tensor], images: Tensor,
         num_heads (int): Attention heads (not stored in the weights).
         dilation (bool): Official ``--dilation`` (DC5): layer4 dilated
             instead of strided. Not stored in the weights either.
+        internals (dict, optional): Receives what official ``DETRsegm``
+            reads besides: ``mask`` (bs, h, w) True at padding, ``src``
+            the input projection (bs, d, h, w), ``memory`` the encoder
+            output (bs, h*w, d) and ``hs`` every decoder layer's normalised
+            output (num_dec, bs, queries, d).
 
     Returns:
         tuple[Tensor, Tensor]: logits (num_dec, bs, queries, num_logits) and
@@ -317,6 +324,8 @@ def official_forward(sd: Dict[str, Tensor], images: Tensor,
         outputs.append(_layer_norm(sd, 'transformer.decoder.norm', tgt))
         i += 1
     hs = torch.stack(outputs)
+    if internals is not None:
+        internals.update(mask=mask, src=src, memory=memory, hs=hs)
 
     logits = hs @ sd['class_embed.weight'].T + sd['class_embed.bias']
     x = hs

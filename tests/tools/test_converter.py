@@ -2,14 +2,13 @@
 """tools/model_converters/detr_to_mmdetr.py on checkpoints the test makes."""
 import os.path as osp
 import runpy
-import sys
 import zipfile
 
 import pytest
 import torch
 
 from helpers import (build_mmdet, build_mmdetr, make_batch, mmdet_cfg,
-                     mmdetr_cfg, official_checkpoint)
+                     mmdetr_cfg, official_checkpoint, run_script)
 from mmdetr.utils import load_checkpoint_file
 from mmdetr.utils.convert import convert_state_dict
 from references.reference_detr import official_state_dict
@@ -26,15 +25,7 @@ def write_config(tmp_path, model_cfg, name='tiny_detr.py'):
 
 
 def run_tool(*args):
-    argv = sys.argv
-    sys.argv = [TOOL, *map(str, args)]
-    try:
-        runpy.run_path(TOOL, run_name='__main__')
-    except SystemExit as e:
-        return e.code
-    finally:
-        sys.argv = argv
-    return 0
+    return run_script(TOOL, *args)
 
 
 def test_mmdet3_checkpoint_converts_and_loads_strictly(tmp_path, capsys):

@@ -3,7 +3,7 @@
 Hugging Face transformers, mmdetr).
 
     python tools/model_converters/detr_to_mmdetr.py SRC DST \\
-        [--from auto|official|mmdet3|mmdet2|mmdetr|hf] \\
+        [--from auto|official|official_panoptic|mmdet3|mmdet2|mmdetr|hf] \\
         [--to mmdetr|mmdet3|hf] [--config CONFIG]
 
 SRC is loaded with ``weights_only=True`` (nothing in it is executed); a
@@ -27,6 +27,11 @@ output is reproducible), the no-object row kept; one line says what was
 done. The config's classes are its dataset's ``metainfo.classes`` (or the
 dataset type's default classes); DST records them in
 ``meta['dataset_meta']``.
+
+Official panoptic checkpoints (``detr-r50-panoptic`` ...: ``detr.*``,
+``bbox_attention.*``, ``mask_head.*``) are the ``official_panoptic``
+layout; their default config is ``configs/detr_r50_8x2_panoptic_coco.py``
+(a ``PanopticDETR``: pass ``--config`` for the DC5 and R101 ones).
 """
 import argparse
 import copy
@@ -76,6 +81,8 @@ DEFAULT_CONFIGS = {
     'mmdet3': 'mmdet::detr/detr_r50_8xb2-150e_coco.py',
 }
 HF = 'hf'  # Hugging Face transformers' DETR, as --from and --to
+# the model of a panoptic checkpoint (mask_head.* keys) without --config
+PANOPTIC_CONFIG = osp.join(ROOT, 'configs', 'detr_r50_8x2_panoptic_coco.py')
 
 
 def default_config(layout: str) -> str:
@@ -257,7 +264,7 @@ def read_source(args, notes: list):
     converted = convert_state_dict(state_dict, src_layout, model_layout,
                                    notes)
     official_args = isinstance(checkpoint, dict) and checkpoint.get('args')
-    if src_layout == 'official' and official_args is not None:
+    if src_layout.startswith('official') and official_args is not None:
         hints = {k: getattr(official_args, k) for k in OFFICIAL_ARGS
                  if hasattr(official_args, k)}
         notes.append(f'official training args (the config must match): '
@@ -314,6 +321,8 @@ def main(argv=None) -> int:
         sys.exit(f'detr_to_mmdetr: {args.src}: {e}')
     for note in notes:
         print(note)
+    if not args.config and any(k.startswith('mask_head.') for k in converted):
+        args.config = PANOPTIC_CONFIG  # a panoptic checkpoint: PanopticDETR
 
     cfg = load_target_config(args.config or default_config(args.dst_layout))
     if hf_arch is not None:
