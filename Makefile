@@ -3,11 +3,18 @@
 # PYTHON=/path/to/python). Each install step is skipped when already done.
 
 PYTHON ?= python3
-PIP := PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip
 TORCH_VERSION ?= 2.13.0
 MMCV_VERSION ?= 2.1.0
 MAX_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` (0: none)
+TEST_WORKERS ?= 2
+# run again by `make test` with the kernels torch picks on a CPU without
+# AVX-512 (ATEN_CPU_CAPABILITY=avx2): the tests whose numbers depend on them
+AVX2_TESTS ?= tests/models tests/extras tests/panoptic tests/compat \
+  tests/deploy tests/engine/test_amp.py tests/utils/test_convert_official.py \
+  tests/utils/test_convert_official_panoptic.py tests/utils/test_convert_mmdet.py \
+  tests/utils/test_hf_convert.py
 DEMO_CONFIG ?= configs/detr_r18_shapes_demo.py
 DEMO_DATA ?= data/shapes
 # training images the demo config is tuned for (val is always the same 200)
@@ -35,51 +42,22 @@ SHELL := /bin/bash
 .PHONY: install test demo demo-panoptic-data demo-panoptic-boxes demo-panoptic help
 
 help:
-	@echo "make install              install torch (if absent), mmcv $(MMCV_VERSION) with ops, mmdet, mmdetr"
-	@echo "make test                 make install, then the test suite"
+	@echo "make install              install torch (if absent), mmcv $(MMCV_VERSION) built with ops against it, mmdet, mmdetr"
+	@echo "make test                 make install, the test suite, the numerically sensitive tests with AVX2 kernels"
 	@echo "make demo                 make install, then train/evaluate DETR on a generated dataset"
 	@echo "make demo-panoptic-boxes  make install, then train the panoptic demo's box model (things and stuff)"
 	@echo "make demo-panoptic        make install, then train DETR's mask head on it (frozen), evaluate PQ, draw"
 
+# tools/install/install.py says what it keeps, builds and caches
 install:
-	@set -e; \
-	step() { echo "==> [make install] $$1"; }; \
-	fail() { echo "!! [make install] FAILED at step: $$1" >&2; exit 1; }; \
-	step "1/7 torch"; \
-	if $(PYTHON) -c "import torch" 2>/dev/null; then \
-	  echo "    keeping the installed torch $$($(PYTHON) -c 'import torch; print(torch.__version__)')"; \
-	else \
-	  $(PIP) install "torch==$(TORCH_VERSION)" || fail "torch==$(TORCH_VERSION) (install the torch build for your platform first, see README)"; \
-	fi; \
-	step "2/7 build tools (setuptools>=77,<81, wheel)"; \
-	$(PIP) install -q -r requirements/build.txt || fail "build tools"; \
-	step "3/7 mmcv $(MMCV_VERSION) with compiled ops"; \
-	if $(PYTHON) -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$(MMCV_VERSION)'" 2>/dev/null; then \
-	  echo "    mmcv $(MMCV_VERSION) with ops already installed"; \
-	else \
-	  echo "    building from source against the installed torch; the first build takes ~17 min on 2 cores,"; \
-	  echo "    later installs reuse the wheel in pip's cache ($$($(PIP) cache dir 2>/dev/null))"; \
-	  MMCV_WITH_OPS=1 MAX_JOBS=$(MAX_JOBS) $(PIP) install --no-build-isolation "mmcv==$(MMCV_VERSION)" \
-	    || fail "mmcv==$(MMCV_VERSION) build (needs a C++ compiler and the Python headers)"; \
-	fi; \
-	step "4/7 mmengine, mmdet, scipy, pycocotools, pytest, panopticapi-lite, hotcoco"; \
-	$(PIP) install -q -r requirements/runtime.txt -r requirements/tests.txt || fail "runtime requirements"; \
-	$(PIP) install -q --no-deps -r requirements/panoptic.txt || fail "panoptic requirements (panopticapi-lite, hotcoco)"; \
-	step "5/7 onnx, onnxruntime (deployment, requirements/deploy.txt)"; \
-	if $(PYTHON) -c "import onnx, onnxruntime" 2>/dev/null; then \
-	  echo "    keeping onnx $$($(PYTHON) -c 'import onnx; print(onnx.__version__)'), onnxruntime $$($(PYTHON) -c 'import onnxruntime; print(onnxruntime.__version__)')"; \
-	else \
-	  $(PIP) install -q -r requirements/deploy.txt || fail "deployment requirements (onnx, onnxruntime)"; \
-	fi; \
-	step "6/7 mmdetr (editable)"; \
-	$(PIP) install -q --no-build-isolation --no-deps -e . || fail "mmdetr editable install"; \
-	step "7/7 import check"; \
-	$(PYTHON) -c "import torch, mmcv, mmcv.ops, mmengine, mmdet, mmdet.models, mmdetr; \
-	print('    torch', torch.__version__, '| mmcv', mmcv.__version__, '| mmengine', mmengine.__version__, \
-	'| mmdet', mmdet.__version__, '| mmdetr', mmdetr.__version__)" || fail "import check"
+	@PIP_ROOT_USER_ACTION=ignore $(PYTHON) tools/install/install.py \
+	  --torch $(TORCH_VERSION) --mmcv $(MMCV_VERSION) --jobs $(MAX_JOBS)
 
 test: install
-	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
+	$(PYTHON) -m pytest tests -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	@echo "==> [make test] the numerically sensitive tests again, as on a CPU without AVX-512"
+	ATEN_CPU_CAPABILITY=avx2 $(PYTHON) -m pytest $(AVX2_TESTS) -m "not slow" \
+	  -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 demo: install
 	@set -eo pipefail; \

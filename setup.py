@@ -16,6 +16,22 @@ def get_version() -> str:
     return match.group(1)
 
 
+def supported() -> dict:
+    """mmdetr/supported.py's SUPPORTED (read without importing mmdetr,
+    whose dependencies may not be installed yet)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'mmdetr_supported', osp.join(HERE, 'mmdetr', 'supported.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.SUPPORTED
+
+
+def python_requires() -> str:
+    lo, hi = supported()['python']
+    return f'>={lo},<{hi}'
+
+
 def parse_requirements(name: str) -> list:
     """Requirement lines of requirements/<name>.txt, comments dropped."""
     with open(osp.join(HERE, 'requirements', name)) as f:
@@ -32,9 +48,12 @@ if __name__ == '__main__':
         long_description_content_type='text/markdown',
         license='Apache License 2.0',
         packages=find_packages(exclude=('configs', 'tools', 'tests')),
-        python_requires='>=3.8',
+        python_requires=python_requires(),
         # torch is needed at run time but deliberately not listed: a plain
         # `pip install mmdetr` must never replace the user's torch build.
+        # Its supported range is checked by `import mmdetr`
+        # (mmdetr/supported.py; docs/install.md).
         install_requires=parse_requirements('runtime.txt'),
-        extras_require=dict(tests=parse_requirements('tests.txt')),
+        extras_require=dict(tests=parse_requirements('tests.txt'),
+                            hf=parse_requirements('hf.txt')),
         zip_safe=False)

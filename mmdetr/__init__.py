@@ -14,13 +14,23 @@ Importing the package (as ``custom_imports`` does):
   mmdet's own tools and APIs (``tools/test.py``, ``init_detector``,
   ``DetInferencer``) load checkpoints under torch >= 2.6 with
   ``weights_only`` still on. Nothing else is allowed.
+
+Before all that it refuses versions of Python, torch, mmcv, mmengine, mmdet
+and numpy outside the supported ranges (:mod:`mmdetr.supported`), naming
+the installed and the supported versions.
 """
 from .version import __version__, version_info
+from .supported import check_supported, import_mmdet_models  # noqa: E402
 import importlib.util as _util  # noqa: E402
+
+check_supported()
 
 # A serving process may have only onnxruntime: there mmdetr.deploy's
 # ORTDetector works and the rest (which needs torch and mmdet) is skipped.
 if _util.find_spec('torch') is not None:
+    # first, so that an installed transformers torch cannot use does not
+    # break it (mmdet.models imports transformers' BERT if it can)
+    import_mmdet_models()
     # registers the components, and the checkpoint prefix 'mmdetr-convert://'
     from . import (compat, datasets, engine, evaluation,  # noqa: F401,E402
                    extras, models, panoptic, utils, visualization)
