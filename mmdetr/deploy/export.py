@@ -18,6 +18,7 @@ Rescaling to the original image (``scale_factor``) stays outside, as in
 ``DETR.predict(rescale=True)``. The TorchScript-based exporter
 (``torch.onnx.export(..., dynamo=False)``) is used; see docs/deployment.md.
 """
+import inspect
 import json
 import warnings
 from typing import Optional, Sequence, Tuple
@@ -135,6 +136,16 @@ class ExportableDETR(nn.Module):
         return torch.cat([boxes, scores.unsqueeze(-1)], dim=-1), labels
 
 
+def torchscript_exporter() -> dict:
+    """The ``torch.onnx.export`` keyword that picks the TorchScript-based
+    exporter: ``dynamo=False`` where the argument exists (newer torch
+    exports with dynamo by default), nothing where it does not (torch 2.1:
+    the TorchScript exporter is the only one)."""
+    if 'dynamo' in inspect.signature(torch.onnx.export).parameters:
+        return dict(dynamo=False)
+    return {}
+
+
 def export_onnx(detector: nn.Module,
                 output_file: str,
                 shape: Sequence[int] = (800, 1333),
@@ -198,7 +209,7 @@ def export_onnx(detector: nn.Module,
             dynamic_axes=dynamic_axes,
             opset_version=int(opset_version),
             do_constant_folding=True,
-            dynamo=False)
+            **torchscript_exporter())
     model = onnx.load(output_file)
     meta = dict(metadata or {})
     meta.update(format=FORMAT, num_dets=module.num_dets,

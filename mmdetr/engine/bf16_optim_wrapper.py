@@ -30,11 +30,22 @@ def nonfinite_gradients(params: List[Tensor]) -> Tensor:
     for g in grads:
         groups[(g.device, g.dtype)].append(g)
     for (device, _), group in groups.items():
-        flag = torch.zeros(1, device=device)
-        torch._amp_foreach_non_finite_check_and_unscale_(
-            group, flag, torch.ones(1, device=device))
-        found = found + flag.to(found.device)
+        found = found + _nonfinite_flag(group, device).to(found.device)
     return found
+
+
+def _nonfinite_flag(grads: List[Tensor], device) -> Tensor:
+    """1.0 if any of ``grads`` (one device and dtype) is not finite, else
+    0.0: torch's fused check where it has a kernel for the device (torch
+    2.1 has none for CPUs), else one ``isfinite`` per tensor."""
+    flag = torch.zeros(1, device=device)
+    try:
+        torch._amp_foreach_non_finite_check_and_unscale_(
+            grads, flag, torch.ones(1, device=device))
+        return flag
+    except NotImplementedError:  # no kernel for this device in this torch
+        finite = torch.stack([torch.isfinite(g).all() for g in grads]).all()
+        return (~finite).float().reshape(1)
 
 
 @OPTIM_WRAPPERS.register_module()

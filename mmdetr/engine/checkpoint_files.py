@@ -15,10 +15,9 @@ import re
 import zipfile
 from typing import Callable, List, Optional, Tuple
 
-import torch
 from mmengine.logging import print_log
 
-from mmdetr.utils.checkpoint import register_trusted_checkpoint_globals
+from mmdetr.utils.checkpoint import load_checkpoint_file
 
 # epoch_N.pth and iter_N.pth (mmengine's CheckpointHook), resume_iter_N.pth
 # (mmdetr's ResumeCheckpointHook)
@@ -70,9 +69,7 @@ def checkpoint_progress(path: str) -> Tuple[int, int]:
     Raises:
         Exception: whatever torch raises for an unreadable file.
     """
-    register_trusted_checkpoint_globals()
-    ckpt = torch.load(path, map_location='cpu', weights_only=True,
-                      mmap=True)
+    ckpt = load_checkpoint_file(path, mmap=True)
     meta = ckpt.get('meta', {})
     return int(meta.get('iter', 0)), int(meta.get('epoch', 0))
 

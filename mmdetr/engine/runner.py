@@ -22,7 +22,8 @@ from mmengine.runner.checkpoint import (_load_checkpoint,
 from mmdetr.engine.checkpoint_files import verify_checkpoint
 from mmdetr.engine.resume_checks import check_model, check_optimizer
 from mmdetr.registry import RUNNERS
-from mmdetr.utils.checkpoint import UnsafeCheckpointError
+from mmdetr.utils.checkpoint import (UnsafeCheckpointError,
+                                     load_checkpoint_file)
 from mmdetr.utils.classifier_remap import (config_classes,
                                            remap_checkpoint_classifier)
 from mmdetr.utils.hf_convert import silent_mismatches
@@ -89,7 +90,7 @@ class Runner(MMEngineRunner):
         """mmengine's ``load_checkpoint`` (used for ``load_from``), with the
         classifier fitted to the model's classes before loading."""
         try:
-            checkpoint = _load_checkpoint(filename, map_location=map_location)
+            checkpoint = _read_checkpoint(filename, map_location)
         except pickle.UnpicklingError as e:
             raise UnsafeCheckpointError(_refusal(filename, e)) from e
         except (RuntimeError, EOFError):
@@ -162,6 +163,16 @@ class Runner(MMEngineRunner):
                 raise UnsafeCheckpointError(_refusal(filename, e)) from e
             finally:
                 self._resuming = False
+
+
+def _read_checkpoint(filename: str, map_location):
+    """A local file through :func:`~mmdetr.utils.load_checkpoint_file`
+    (nothing in it runs, on every supported torch: mmengine's loader would
+    unpickle everything below torch 2.6); other schemes through mmengine's
+    loaders."""
+    if _is_local(filename) and osp.isfile(filename):
+        return load_checkpoint_file(filename, map_location=map_location)
+    return _load_checkpoint(filename, map_location=map_location)
 
 
 def _fsync(path: str) -> None:

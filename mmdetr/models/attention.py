@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from mmdetr.models.precision import cached_cast, cached_weights_dtype
+from mmdetr.models.precision import (autocast_enabled_for, cached_cast,
+                                     cached_weights_dtype)
 
 
 class SoftmaxDropoutAttention(torch.autograd.Function):
@@ -83,7 +84,7 @@ def _use_softmax_dropout_attention(mha: nn.MultiheadAttention,
     return (mha.training and mha.dropout > 0 and query.device.type == 'cpu'
             and torch.is_grad_enabled()
             and query.dtype in (torch.float32, torch.float64)
-            and not torch.is_autocast_enabled('cpu') and mha.batch_first
+            and not autocast_enabled_for('cpu') and mha.batch_first
             and mha._qkv_same_embed_dim and mha.bias_k is None
             and not mha.add_zero_attn and mha.in_proj_bias is not None)
 

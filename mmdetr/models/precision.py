@@ -32,9 +32,33 @@ import torch.nn as nn
 from torch import Tensor
 
 
+#: torch >= 2.4 asks autocast's state by device type; older torch has a
+#: function per device
+_BY_DEVICE_TYPE = hasattr(torch, 'get_autocast_dtype')
+
+
+def autocast_enabled_for(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` (``'cpu'``, ``'cuda'``
+    ...)."""
+    if _BY_DEVICE_TYPE:
+        return torch.is_autocast_enabled(device_type)
+    if device_type == 'cpu':
+        return torch.is_autocast_cpu_enabled()
+    return device_type == 'cuda' and torch.is_autocast_enabled()
+
+
+def autocast_dtype(device_type: str) -> torch.dtype:
+    """The dtype autocast casts to on ``device_type``."""
+    if _BY_DEVICE_TYPE:
+        return torch.get_autocast_dtype(device_type)
+    if device_type == 'cpu':
+        return torch.get_autocast_cpu_dtype()
+    return torch.get_autocast_gpu_dtype()
+
+
 def autocast_enabled(like: Tensor) -> bool:
     """Whether autocast is on for ``like``'s device type."""
-    return torch.is_autocast_enabled(like.device.type)
+    return autocast_enabled_for(like.device.type)
 
 
 def float32_region(like: Tensor):
@@ -76,13 +100,13 @@ def cached_weights_dtype(like: Tensor) -> Optional[torch.dtype]:
     ``like``'s device, autograd is off (inference) and nothing is being
     traced or exported; None otherwise."""
     device_type = like.device.type
-    if torch.is_grad_enabled() or not torch.is_autocast_enabled(device_type):
+    if torch.is_grad_enabled() or not autocast_enabled_for(device_type):
         return None
     if not _CACHE_WEIGHTS[0]:
         return None
     if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
         return None
-    return torch.get_autocast_dtype(device_type)
+    return autocast_dtype(device_type)
 
 
 def _state(t: Optional[Tensor]) -> tuple:
@@ -111,7 +135,7 @@ def cached_cast(owner: nn.Module, name: str,
     path never gets here.
     """
     key = tuple(_state(t) for t in sources) + (
-        torch.get_autocast_dtype(sources[0].device.type), )
+        autocast_dtype(sources[0].device.type), )
     cache = owner.__dict__.setdefault('_autocast_weights', {})
     hit = cache.get(name)
     if hit is not None and hit[0] == key:

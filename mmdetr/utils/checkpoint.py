@@ -7,6 +7,8 @@ and allowlisted classes load; anything else (a pickle that would call
 non-tensor objects (its ``HistoryBuffer``, numpy scalars and dtypes); those,
 and nothing more, are allowlisted here.
 """
+import _compat_pickle
+import codecs
 import pickle
 from typing import List
 
@@ -52,17 +54,92 @@ def _history_buffer_getattr(obj, name: str):
 def register_trusted_checkpoint_globals() -> None:
     """Allowlist the trusted classes for every ``weights_only`` load in this
     process (mmengine's resume and ``load_from`` call ``torch.load`` with
-    torch's default, ``weights_only=True``). Nothing else is allowed, and
-    ``weights_only`` stays on."""
-    torch.serialization.add_safe_globals(trusted_checkpoint_globals())
+    torch's default, ``weights_only=True`` from torch 2.6 on). Nothing else
+    is allowed, and ``weights_only`` stays on. torch < 2.4 has no allowlist
+    (``torch.serialization.add_safe_globals``): there this does nothing,
+    and :func:`load_checkpoint_file` unpickles through its own allowlist
+    (:class:`AllowlistUnpickler`)."""
+    if hasattr(torch.serialization, 'add_safe_globals'):
+        torch.serialization.add_safe_globals(trusted_checkpoint_globals())
 
 
 class UnsafeCheckpointError(RuntimeError):
     """A checkpoint holds objects that are not on the allowlist."""
 
 
-def load_checkpoint_file(path: str, map_location='cpu'):
-    """``torch.load`` with ``weights_only=True`` and the trusted allowlist.
+class AllowlistUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only allowlisted globals: what torch's
+    ``weights_only`` unpickler accepts (tensors, storages, dtypes,
+    ``OrderedDict``) plus :func:`trusted_checkpoint_globals`. Any other
+    global (``os.system``, ``builtins.eval`` ...) raises
+    ``pickle.UnpicklingError`` before anything is called.
+
+    :func:`load_checkpoint_file` hands it to ``torch.load`` as the pickle
+    module on a torch without ``torch.serialization.add_safe_globals``
+    (< 2.4), whose ``weights_only`` unpickler cannot be extended."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._allowed = self.allowed()
+
+    @staticmethod
+    def allowed() -> dict:
+        """``'module.name'`` -> object, for every allowed global."""
+        allowed = {'_codecs.encode': codecs.encode}  # bytes in protocol 2
+        allowed.update(_torch_weights_only_globals())
+        for item in trusted_checkpoint_globals():
+            obj, name = item if isinstance(item, tuple) else (
+                item, f'{item.__module__}.{item.__qualname__}')
+            allowed[name] = obj
+            # a file written with numpy 2 names numpy._core, with numpy 1
+            # numpy.core: either loads with either
+            for a, b in (('numpy._core.', 'numpy.core.'),
+                         ('numpy.core.', 'numpy._core.')):
+                if name.startswith(a):
+                    allowed.setdefault(b + name[len(a):], obj)
+        return allowed
+
+    def find_class(self, module: str, name: str):
+        # pickles of protocol < 3 (torch.save's default is 2) name Python 2
+        # modules (``__builtin__``); pickle's own find_class maps them
+        module, name = _compat_pickle.NAME_MAPPING.get(
+            (module, name), (_compat_pickle.IMPORT_MAPPING.get(module, module),
+                             name))
+        found = self._allowed.get(f'{module}.{name}')
+        if found is None:
+            raise pickle.UnpicklingError(
+                f'{module}.{name} is not on the checkpoint allowlist')
+        return found
+
+
+def _torch_weights_only_globals() -> dict:
+    """What torch's own ``weights_only`` unpickler allows."""
+    from torch import _weights_only_unpickler
+    return dict(_weights_only_unpickler._get_allowed_globals())
+
+
+class _AllowlistPickleModule:
+    """A stand-in for the ``pickle`` module (what ``torch.load``'s
+    ``pickle_module`` takes) whose loads go through
+    :class:`AllowlistUnpickler`."""
+    Unpickler = AllowlistUnpickler
+    UnpicklingError = pickle.UnpicklingError
+    __name__ = 'mmdetr_allowlist_pickle'
+
+    @staticmethod
+    def load(file, **kwargs):
+        return AllowlistUnpickler(file, **kwargs).load()
+
+
+def load_checkpoint_file(path: str, map_location='cpu', mmap: bool = False):
+    """``torch.load`` that runs nothing from the file: ``weights_only=True``
+    with the trusted allowlist, or on torch < 2.4 (no allowlist in torch)
+    the same allowlist through :class:`AllowlistUnpickler`.
+
+    Args:
+        path (str): The file.
+        map_location: As ``torch.load``'s. Defaults to ``'cpu'``.
+        mmap (bool): Memory-map the tensors instead of reading them.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -74,8 +151,13 @@ def load_checkpoint_file(path: str, map_location='cpu'):
     # allowlisted before (by ``import mmdetr``), which would leave every
     # later load (mmengine's resume, mmdet's tools) without them
     register_trusted_checkpoint_globals()
+    kwargs = dict(mmap=True) if mmap else {}
+    if hasattr(torch.serialization, 'add_safe_globals'):
+        kwargs.update(weights_only=True)
+    else:
+        kwargs.update(weights_only=False, pickle_module=_AllowlistPickleModule)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, **kwargs)
     except pickle.UnpicklingError as e:
         raise UnsafeCheckpointError(
             f'refusing to load checkpoint {path!r}: it holds objects outside '

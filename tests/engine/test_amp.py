@@ -16,6 +16,7 @@ from helpers import build_mmdetr, make_batch, preprocess
 from mmdetr.engine import (AmpTestLoop, AmpUnsupportedError, BF16OptimWrapper,
                            CpuBf16Support, amp_autocast, check_amp)
 from mmdetr.engine.bf16_optim_wrapper import nonfinite_gradients
+from mmdetr.models.precision import autocast_dtype, autocast_enabled_for
 
 
 @pytest.fixture
@@ -82,10 +83,10 @@ def test_amp_autocast_is_the_switch_for_any_inference(cpu_has):
     data = preprocess(model, make_batch(num_boxes=(1, 1)), False)
     with amp_autocast('cpu') as dtype:
         assert dtype == torch.bfloat16
-        assert torch.is_autocast_enabled('cpu')
-        assert torch.get_autocast_dtype('cpu') == torch.bfloat16
+        assert autocast_enabled_for('cpu')
+        assert autocast_dtype('cpu') == torch.bfloat16
         results = model(**data, mode="predict")
-    assert not torch.is_autocast_enabled('cpu')
+    assert not autocast_enabled_for('cpu')
     pred = results[0].pred_instances
     assert pred.bboxes.dtype == pred.scores.dtype == torch.float32
     cpu_has(False, False)
@@ -183,7 +184,16 @@ def test_bf16_wrapper_lets_a_nonfinite_loss_through(cpu_has):
     assert wrapper.skip_guard.total == 1
 
 
-def test_nonfinite_gradients_finds_inf_and_nan_and_keeps_values():
+@pytest.mark.parametrize('kernel', [True, False])
+def test_nonfinite_gradients_finds_inf_and_nan_and_keeps_values(
+        kernel, monkeypatch):
+    """With torch's fused check, and without it (torch 2.1 has no CPU
+    kernel for it)."""
+    if not kernel:
+        def missing(*args):
+            raise NotImplementedError('no CPU kernel')
+        monkeypatch.setattr(torch, '_amp_foreach_non_finite_check_and_'
+                            'unscale_', missing)
     params = [nn.Parameter(torch.ones(3)) for _ in range(3)]
     for p, g in zip(params, ([1., 2., 3.], [4., 5., 6.], [7., 8., 9.])):
         p.grad = torch.tensor(g)
@@ -230,8 +240,8 @@ def test_amp_test_loop_runs_the_test_step_under_autocast(cpu_has):
 
     class Model(nn.Linear):
         def test_step(self, data):
-            seen.append((torch.is_autocast_enabled('cpu'),
-                         torch.get_autocast_dtype('cpu'),
+            seen.append((autocast_enabled_for('cpu'),
+                         autocast_dtype('cpu'),
                          self(data).dtype))
             return [BaseDataElement(value=1)]
 

@@ -19,7 +19,9 @@ fixtures stay in ``tests/conftest.py``.
   are interrupted and resumed, and the comparison with an uninterrupted
   run (weights bit for bit, logged losses);
 - ``kill_hook``: hooks that kill or poison a training run (imported by
-  training subprocesses through ``custom_imports``, not here).
+  training subprocesses through ``custom_imports``, not here);
+- ``versions``: skips for features that need a newer torch or
+  transformers than the installed ones.
 """
 from .batches import (head_outputs_and_targets, make_batch, preprocess,
                       random_boxes)
@@ -34,12 +36,15 @@ from .parity import (assert_identical_predictions, assert_same_losses,
 from .resume import (assert_same_training, logged_losses,
                      write_demo_config, write_shapes)
 from .steps import count_step, training_step
-from .tools import (ROOT, TESTS, copypaste_ap, load_ckpt, load_tool, run,
-                    run_distributed, run_script, scalars, train)
+from .versions import import_transformers, requires_torch, torch_older_than
+from .tools import (ROOT, TESTS, copypaste_ap, kill_group, load_ckpt,
+                    load_tool, run, run_distributed, run_script, scalars,
+                    train)
 
 __all__ = [
     'assert_identical_predictions', 'assert_same_losses',
     'assert_same_predictions', 'mmdet2_state_dict', 'run_distributed',
+    'kill_group', 'import_transformers', 'requires_torch', 'torch_older_than',
     'official_checkpoint', 'randomize_',
     'CLASSES', 'ROOT', 'TESTS', 'TINY', 'build_mmdet', 'build_mmdetr',
     'copypaste_ap', 'count_step', 'head_outputs_and_targets', 'load_ckpt', 'load_tool', 'make_batch', 'mmdet_cfg',

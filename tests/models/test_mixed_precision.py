@@ -21,7 +21,8 @@ from helpers import (ROOT, build_mmdetr, make_batch, mmdetr_cfg, preprocess,
                      randomize_)
 from mmdetr.models import SinePositionalEncoding, feature_padding_mask
 from mmdetr.models.attention import multi_head_attention
-from mmdetr.models.precision import float32_region, to_float32
+from mmdetr.models.precision import (autocast_dtype, autocast_enabled_for,
+                                     float32_region, to_float32)
 
 BF16 = dict(device_type='cpu', dtype=torch.bfloat16)
 
@@ -125,17 +126,36 @@ def test_predictors_and_detections_are_float32_under_autocast():
     assert all(t.dtype == torch.float64 for t in double)
 
 
+@pytest.mark.parametrize('api', ['torch >= 2.4', 'torch < 2.4'])
+def test_the_autocast_state_is_read_on_every_torch(api, monkeypatch):
+    """torch 2.4 asks autocast's state per device type; older torch has a
+    function per device: both give the same answers."""
+    from mmdetr.models import precision
+    if api == 'torch < 2.4':
+        monkeypatch.setattr(precision, '_BY_DEVICE_TYPE', False)
+    elif not precision._BY_DEVICE_TYPE:
+        pytest.skip(f'torch {torch.__version__} < 2.4')
+    assert not autocast_enabled_for('cpu')
+    with torch.autocast(**BF16):
+        assert autocast_enabled_for('cpu')
+        assert autocast_dtype('cpu') == torch.bfloat16
+        assert not autocast_enabled_for('cuda')
+        with float32_region(torch.ones(1)):
+            assert not autocast_enabled_for('cpu')
+    assert not autocast_enabled_for('cpu')
+
+
 def test_helpers_do_nothing_without_autocast():
     x = torch.ones(2, dtype=torch.float64)
     assert to_float32(x) is x
     assert to_float32(torch.ones(2)).dtype == torch.float32
     assert to_float32(torch.ones(2, dtype=torch.bfloat16)).dtype == \
         torch.float32
-    assert not torch.is_autocast_enabled('cpu')
+    assert not autocast_enabled_for('cpu')
     with float32_region(x):
-        assert not torch.is_autocast_enabled('cpu')
+        assert not autocast_enabled_for('cpu')
     with torch.autocast(**BF16), float32_region(x):
-        assert not torch.is_autocast_enabled('cpu')
+        assert not autocast_enabled_for('cpu')
 
 
 def test_aux_head_losses_are_float32_under_autocast():

@@ -12,11 +12,12 @@ import torch
 from mmengine.config import Config
 from scipy.optimize import linear_sum_assignment
 
-from helpers import ROOT, load_ckpt, load_tool, make_batch
+from helpers import (ROOT, import_transformers, load_ckpt, load_tool,
+                     make_batch)
 from helpers.hf import assert_matches_hf, tiny_hf_detr
 from mmdetr.utils import CONVERT_PREFIX
 
-transformers = pytest.importorskip('transformers')
+transformers = import_transformers()
 converter = load_tool('tools/model_converters/detr_to_mmdetr.py',
                       'detr_to_mmdetr')
 image_demo = load_tool('tools/demo/image_demo.py', 'image_demo')

@@ -11,6 +11,7 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 
 from helpers import load_tool, write_tiny_train_config
+from mmdetr.models.precision import autocast_dtype, autocast_enabled_for
 
 image_demo = load_tool('tools/demo/image_demo.py', 'image_demo')
 shapes = load_tool('tools/misc/make_shapes_dataset.py', 'make_shapes_dataset')
@@ -114,8 +115,8 @@ def test_amp_runs_the_model_under_bfloat16_autocast(files, monkeypatch,
     detect = image_demo.inference_detector
 
     def recording(model, img):
-        seen.append(torch.get_autocast_dtype('cpu')
-                    if torch.is_autocast_enabled('cpu') else None)
+        seen.append(autocast_dtype('cpu')
+                    if autocast_enabled_for('cpu') else None)
         return detect(model, img)
 
     monkeypatch.setattr(image_demo, 'inference_detector', recording)

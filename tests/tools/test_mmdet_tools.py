@@ -55,6 +55,10 @@ def trained(coco_root, tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    not hasattr(torch.serialization, 'get_safe_globals'),
+    reason='this torch has no process allowlist (torch.serialization.'
+    'get_safe_globals); mmdetr loads through AllowlistUnpickler there')
 def test_import_mmdetr_allowlists_exactly_the_trusted_classes():
     """In a fresh process, importing mmdetr adds exactly
     trusted_checkpoint_globals() to torch's allowlist."""

@@ -15,7 +15,8 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 
-from helpers import ROOT, make_batch, mmdetr_cfg, preprocess
+from helpers import (ROOT, import_transformers, make_batch, mmdetr_cfg,
+                     preprocess)
 from helpers.hf import (assert_matches_hf, hf_inputs, hf_timm_config,
                         official_to_hf_timm, tiny_hf_detr)
 from mmdetr.utils.convert import convert_state_dict
@@ -26,7 +27,7 @@ from mmdetr.utils.hf_convert import (HFConversionError, apply_arch,
 from references.reference_detr import (OFFICIAL_COCO_NAMES, official_forward,
                                        official_state_dict)
 
-transformers = pytest.importorskip('transformers')
+transformers = import_transformers()
 
 KEEP = [i for i, name in enumerate(OFFICIAL_COCO_NAMES) if name != 'N/A'
         ] + [91]
