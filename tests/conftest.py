@@ -1,10 +1,24 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 """pytest fixtures shared by the test files. Helper functions live in the
 ``helpers`` package next to this file (``from helpers import make_batch``)."""
+import os
+
 import pytest
 import torch
 
 from helpers import write_coco_split
+
+# pytest -n N (pytest-xdist, as `make test` runs): the CPU's cores are
+# shared among the workers; each one's torch (and the processes its tests
+# start) uses its share, not all of them (spinning OpenMP threads on
+# oversubscribed cores make everything slower)
+_WORKERS = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
+if _WORKERS > 1:
+    _CORES = len(os.sched_getaffinity(0)) if hasattr(
+        os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    _THREADS = max(1, _CORES // _WORKERS)
+    torch.set_num_threads(_THREADS)
+    os.environ['OMP_NUM_THREADS'] = str(_THREADS)
 
 
 @pytest.fixture

@@ -28,10 +28,14 @@ writes it, so epoch checkpoints, mmengine's iteration checkpoints and
 
 A hook may stop training after any iteration by setting
 ``stop_training``; the loop then ends without finishing the epoch (no
-``after_train_epoch``, no validation) and calls ``after_train``.
+``after_train_epoch``, no validation) and calls ``after_train``. A hook
+that changes the process (signal handlers) registers its undoing on the
+loop's :attr:`on_exit` stack, which runs however ``run`` ends: mmengine
+calls ``after_run`` only when training returns.
 """
 import copy
 import logging
+from contextlib import ExitStack
 from typing import Optional
 
 from mmengine.dist import get_world_size
@@ -102,6 +106,12 @@ class _ResumableMixin:
                 'run', logger='current', level=logging.WARNING)
         self.loaded_state: Optional[dict] = None
         self.runner.register_hook(_TrainStateHook(self))
+        #: callbacks run when :meth:`run` ends, by a return or an exception
+        self.on_exit = ExitStack()
+
+    def run(self):
+        with self.on_exit:
+            return self._run()
 
     def train_state(self) -> dict:
         """What a resume mid-epoch needs to be the same run: written into
@@ -197,7 +207,7 @@ class ResumableEpochBasedTrainLoop(_ResumableMixin, EpochBasedTrainLoop):
         self._setup()
         self._epoch_start = 0  # the batch the epoch in progress began at
 
-    def run(self):
+    def _run(self):
         self.runner.call_hook('before_train')
         # where the epoch resumes, from the checkpoint's epoch and iteration
         # (0 when starting, or at an epoch boundary)
@@ -297,7 +307,7 @@ class ResumableIterBasedTrainLoop(_ResumableMixin, IterBasedTrainLoop):
             skip = 0
             passes += 1
 
-    def run(self):
+    def _run(self):
         self.runner.call_hook('before_train')
         position = self._iter
         if self.batch_sampler is not None and not self.batch_sampler.infinite:

@@ -111,6 +111,9 @@ class ResumeCheckpointHook(Hook):
         self._group = agreement_group()
         self._last_save = time.monotonic()
         self.stop_signals.install()
+        # undone when the loop ends, also by an exception (mmengine then
+        # skips after_run)
+        runner.train_loop.on_exit.callback(self._release_signals)
         for loop in (runner.train_loop, runner.val_loop):
             loader = getattr(loop, 'dataloader', None)
             if loader is not None and getattr(loader, 'num_workers', 0) > 0:
@@ -193,12 +196,16 @@ class ResumeCheckpointHook(Hook):
         self.stopped_at = done
         runner.train_loop.stop_training = True
 
-    def after_run(self, runner) -> None:
+    def _release_signals(self) -> None:
+        """The signals back to their previous handlers; after a stop in
+        distributed training, ignored instead: the launcher ends the other
+        ranks (torchrun: SIGTERM) as soon as the first one has exited with
+        the stop's status, and a stopped rank on its way out ignores that
+        and exits with its own."""
         self.stop_signals.uninstall()
         if self.stopped_at is not None and self._group is not None:
-            # the launcher ends the other ranks (torchrun: SIGTERM) as soon
-            # as the first one has exited with the stop's status: a stopped
-            # rank on its way out ignores that and exits with its own
             self.stop_signals.ignore()
+
+    def after_run(self, runner) -> None:
         if self.stopped_at is not None:
             raise SystemExit(self.exit_code)

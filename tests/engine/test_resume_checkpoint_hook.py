@@ -4,6 +4,7 @@ and how a stop signal ends training (also one that comes while saving)."""
 import os
 import os.path as osp
 import signal
+from contextlib import ExitStack
 
 import pytest
 
@@ -11,9 +12,14 @@ from mmdetr.engine import EXIT_RESUMABLE, ResumeCheckpointHook
 
 
 class Loop:
+    """mmdetr's resumable loops as the hook sees them: ``on_exit`` runs when
+    the loop ends (:meth:`StandInRunner.end`)."""
     resumable = True
     stop_training = False
     dataloader = None
+
+    def __init__(self):
+        self.on_exit = ExitStack()
 
 
 class StandInRunner:
@@ -36,6 +42,10 @@ class StandInRunner:
             if self.during_save is not None:
                 self.during_save()
             f.write(b'second half')
+
+    def end(self):
+        """The training loop ends (returns or raises)."""
+        self.train_loop.on_exit.close()
 
     def iterate(self, hook, n=1):
         for _ in range(n):
@@ -96,11 +106,12 @@ def test_a_signal_stops_after_the_iteration_with_a_checkpoint(run):
     runner.iterate(hook, 5)
     assert runner.train_loop.stop_training and runner.iter == 2
     assert files(runner) == ['resume_iter_3.pth']
+    runner.end()
+    # the process's own handling is back
+    assert signal.getsignal(signal.SIGTERM) == before
     with pytest.raises(SystemExit) as e:
         hook.after_run(runner)
     assert e.value.code == EXIT_RESUMABLE == 75
-    # the process's own handling is back
-    assert signal.getsignal(signal.SIGTERM) == before
 
 
 def test_a_signal_while_a_periodic_checkpoint_is_written(run):
@@ -125,6 +136,7 @@ def test_a_second_signal_while_saving_waits_for_the_checkpoint(run, capfd):
         assert f.read() == b'first half second half'
     err = capfd.readouterr().err
     assert 'a checkpoint is being written; it is finished first' in err
+    runner.end()
     with pytest.raises(SystemExit):
         hook.after_run(runner)
 

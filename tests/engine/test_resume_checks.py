@@ -109,3 +109,51 @@ def test_resuming_with_another_config_names_the_difference(
     with pytest.raises(ResumeMismatchError, match=match):
         runner.train()
     assert not list((tmp_path / 'work').glob('*.pth'))  # nothing trained
+
+
+@pytest.mark.slow
+def test_training_leaves_the_signal_handlers_as_it_found_them(
+        stopped_mid_epoch, tmp_path):
+    """ResumeCheckpointHook handles SIGTERM and SIGUSR1 while training; the
+    process gets its own handlers back however training ends: by an error
+    raised after they were installed (a resume that does not fit; mmengine
+    then skips ``after_run``), and by a run that returns."""
+    import signal
+
+    from mmengine.config import Config
+
+    from mmdetr.engine import Runner
+    signals = (signal.SIGTERM, signal.SIGUSR1)
+
+    def own(signum, frame):  # the process's handler before training
+        pass
+
+    before = {s: signal.signal(s, own) for s in signals}
+    try:
+        cfg = Config.fromfile(stopped_mid_epoch['cfg'])
+        cfg.merge_from_dict({'train_dataloader.dataset.indices': 4})
+        cfg.work_dir = str(tmp_path / 'failing')
+        cfg.resume, cfg.load_from = True, stopped_mid_epoch['ckpt']
+        runner = Runner.from_cfg(cfg)
+        installed = []
+        hook = next(h for h in runner.hooks
+                    if type(h).__name__ == 'ResumeCheckpointHook')
+        start = hook.before_train
+
+        def before_train(runner):
+            start(runner)
+            installed.extend(signal.getsignal(s) for s in signals)
+
+        hook.before_train = before_train
+        with pytest.raises(ResumeMismatchError):
+            runner.train()
+        assert installed and all(h is not own for h in installed)
+        assert [signal.getsignal(s) for s in signals] == [own, own]
+
+        cfg = Config.fromfile(stopped_mid_epoch['cfg'])
+        cfg.work_dir = str(tmp_path / 'returning')
+        Runner.from_cfg(cfg).train()
+        assert [signal.getsignal(s) for s in signals] == [own, own]
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)

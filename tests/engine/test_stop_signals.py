@@ -3,14 +3,13 @@
 while saving waits for the checkpoint; loader workers ignore them."""
 import os
 import signal
-import subprocess
 import sys
 
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from helpers import ROOT
+from helpers import ROOT, run
 from mmdetr.engine.stop_signals import (IgnoreSignalsInWorker, StopSignals,
                                         agree, signal_number)
 
@@ -124,6 +123,6 @@ def test_the_training_process_still_ends_its_workers_at_exit(persistent):
     """multiprocessing ends loader workers with SIGTERM at exit and waits
     for them: a worker that ignored it from its parent too would hang the
     exit for ever."""
-    proc = subprocess.run([sys.executable, '-c', EXITS, str(persistent)],
-                          capture_output=True, text=True, timeout=120)
+    proc = run(sys.executable, '-c', EXITS, persistent, timeout=120,
+               check=False)
     assert proc.returncode == 0 and 'trained' in proc.stdout, proc.stderr

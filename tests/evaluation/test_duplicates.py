@@ -2,9 +2,7 @@
 """Duplicate-detection figures (the demo's "one box per object" check) and
 the enlarged drawing of small images."""
 import pytest
-import os.path as osp
 import pickle
-import subprocess
 import sys
 
 import mmcv
@@ -17,7 +15,7 @@ from mmdetr.evaluation import (DuplicateMetric, count_duplicates,
                                duplicate_pairs)
 from mmdetr.visualization import DetLocalVisualizer
 
-from helpers import ROOT  # noqa: E402
+from helpers import run  # noqa: E402
 
 # box 0 and 1 overlap with IoU 0.9025 (1444 / 1600); box 2 is elsewhere
 BOXES = torch.tensor([[10., 10., 50., 50.], [12., 12., 50., 50.],
@@ -74,14 +72,11 @@ def test_count_duplicates_tool_reads_a_test_out_pickle(tmp_path):
                for i, det in enumerate(_images())]
     path = tmp_path / 'results.pkl'
     path.write_bytes(pickle.dumps(results))
-    out = subprocess.run(
-        [sys.executable, 'tools/analysis_tools/count_duplicates.py',
-         str(path)], cwd=ROOT, capture_output=True, text=True, check=True)
+    out = run(sys.executable, 'tools/analysis_tools/count_duplicates.py',
+              path)
     assert '2 pairs, 2 of 3 images with a duplicate' in out.stdout
-    bad = subprocess.run(
-        [sys.executable, 'tools/analysis_tools/count_duplicates.py',
-         str(tmp_path / 'missing.pkl')], cwd=ROOT, capture_output=True,
-        text=True)
+    bad = run(sys.executable, 'tools/analysis_tools/count_duplicates.py',
+              tmp_path / 'missing.pkl', check=False)
     assert bad.returncode != 0 and 'missing.pkl' in bad.stderr
 
 

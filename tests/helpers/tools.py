@@ -8,6 +8,7 @@ import json
 import os
 import os.path as osp
 import re
+import signal
 import subprocess
 import sys
 
@@ -18,17 +19,45 @@ TESTS = osp.join(ROOT, 'tests')
 
 def run(*cmd, env=None, check=True, timeout=600):
     """Run ``cmd`` in the repository root with this checkout and tests/
-    first on ``PYTHONPATH``; with ``check``, fail showing the output's tail."""
+    first on ``PYTHONPATH``; with ``check``, fail showing the output's tail.
+
+    The command runs in a process group of its own, which is killed when it
+    returns, runs past ``timeout`` seconds or the test is interrupted (a
+    time limit): nothing it started (torchrun's ranks, loader workers)
+    outlives the test."""
     full_env = dict(os.environ)
     full_env['PYTHONPATH'] = os.pathsep.join(
         [ROOT, TESTS, full_env.get('PYTHONPATH', '')])
     full_env.update(env or {})
-    proc = subprocess.run([str(c) for c in cmd], cwd=ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f'{cmd} exited {proc.returncode}\n'
-                             f'{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}')
-    return proc
+    args = [str(c) for c in cmd]
+    proc = subprocess.Popen(args, cwd=ROOT, env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        out, err = proc.communicate()
+        raise AssertionError(f'{cmd} ran past {timeout} s and was killed\n'
+                             f'{out[-3000:]}\n{err[-5000:]}')
+    finally:
+        kill_group(proc)
+    done = subprocess.CompletedProcess(args, proc.returncode, out, err)
+    if check and done.returncode != 0:
+        raise AssertionError(f'{cmd} exited {done.returncode}\n'
+                             f'{out[-3000:]}\n{err[-5000:]}')
+    return done
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """Kill the process group ``proc`` leads (started with
+    ``start_new_session=True``): it and whatever it started."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # nothing left in the group
+    if proc.poll() is None:
+        proc.wait()
 
 
 # A 2-process gloo run on this CPU torch build sometimes dies in torch's C++

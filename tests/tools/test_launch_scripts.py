@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from helpers import ROOT
+from helpers import ROOT, kill_group
 
 pytestmark = pytest.mark.slow  # each test starts bash and the stand-ins
 
@@ -67,8 +67,12 @@ def fake(tmp_path):
         proc = subprocess.Popen(['bash', osp.join(ROOT, 'tools', script),
                                  *map(str, args)], env=full,
                                 stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-        out, err = proc.communicate(timeout=60)
+                                stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=60)
+        finally:
+            kill_group(proc)  # and whatever the script started
         return proc, out + err
 
     def args(name):
