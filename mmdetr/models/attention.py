@@ -19,7 +19,7 @@ Every attention of :class:`DetrTransformer` is an ``nn.MultiheadAttention``
 The attention maps dominate DETR's encoder at training resolution (8 heads
 x (h*w)^2 per image, e.g. 46 MB per layer for two 800x1066 images).
 """
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from mmdetr.models.precision import (autocast_enabled_for, cached_cast,
-                                     cached_weights_dtype)
+from mmdetr.models.precision import (autocast_dtype, autocast_enabled_for,
+                                     cached_cast, cached_weights_dtype)
 
 
 class SoftmaxDropoutAttention(torch.autograd.Function):
@@ -130,6 +130,22 @@ def _attention_with_cached_weights(mha: nn.MultiheadAttention,
     return out.transpose(1, 0)
 
 
+def _in_autocast_dtype(*inputs: Tensor) -> Tuple[Tensor, ...]:
+    """Under autocast, float32 ``inputs`` in autocast's dtype (the same
+    tensor once for all its places), as the in-projection casts them
+    anyway: torch 2.1's attention makes the padding mask a float mask of
+    the inputs' dtype and then refuses it beside bfloat16 queries."""
+    if not autocast_enabled_for(inputs[0].device.type) or \
+            inputs[0].dtype != torch.float32:
+        return inputs
+    dtype = autocast_dtype(inputs[0].device.type)
+    cast = {}
+    for x in inputs:
+        if id(x) not in cast:
+            cast[id(x)] = x.to(dtype)
+    return tuple(cast[id(x)] for x in inputs)
+
+
 def multi_head_attention(mha: nn.MultiheadAttention,
                          query: Tensor,
                          key: Tensor,
@@ -154,6 +170,8 @@ def multi_head_attention(mha: nn.MultiheadAttention,
     Returns:
         Tensor: has shape (bs, lq, dims).
     """
+    if key_padding_mask is not None:
+        query, key, value = _in_autocast_dtype(query, key, value)
     if cached_weights_dtype(query) is not None and _plain(mha):
         return _attention_with_cached_weights(mha, query, key, value,
                                               key_padding_mask)
