@@ -5,11 +5,10 @@ from .checkpoint import (UnsafeCheckpointError, load_checkpoint_file,
 from .checkpoint_scheme import PREFIX as CONVERT_PREFIX
 from .convert import (CheckpointLayoutError, convert_state_dict,
                       detect_layout)
-from .host_sync import HostSyncCounter, count_host_syncs
 
 __all__ = [
     'UnsafeCheckpointError', 'load_checkpoint_file',
     'trusted_checkpoint_globals', 'register_trusted_checkpoint_globals',
     'CONVERT_PREFIX', 'CheckpointLayoutError', 'convert_state_dict',
-    'detect_layout', 'HostSyncCounter', 'count_host_syncs'
+    'detect_layout'
 ]

@@ -30,8 +30,8 @@ holds the parts: ``workloads.py`` what is timed, ``timing.py`` how,
   ``SetCriterion.match``, all layers at once).
 - ``train host syncs``: how often one training step (logging included)
   makes the host wait for the device or copy between them, counted by
-  ``mmdetr.utils.host_sync.HostSyncCounter`` (each model with the
-  optimizer wrapper its configs use); on a GPU each one drains the queue.
+  ``benchmarking/host_sync.py`` (each model with the optimizer wrapper its
+  configs use); on a GPU each one drains the queue.
 - ``train peak memory``: each model's train step in a child process of its
   own (see ``benchmarking/memory.py``).
 
