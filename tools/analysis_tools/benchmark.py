@@ -5,7 +5,7 @@ Both models are built from their own shipped configs (mmdet's
 ``detr/detr_r50_8xb2-150e_coco.py`` and mmdetr's
 ``configs/detr_r50_8x2_150e_coco.py``: R50, 256 dims, 6+6 layers, 100
 queries, 80 classes); mmdetr's gets mmdet's randomly initialised weights
-through ``mmdetr.utils.convert.convert_state_dict(..., 'mmdet3')``, so both
+through ``mmdetr.checkpoints.convert_state_dict(..., 'mmdet3')``, so both
 compute the same function on the same inputs. Rows (``benchmarking/``
 holds the parts: ``workloads.py`` what is timed, ``timing.py`` how,
 ``memory.py`` the memory row, ``report.py`` the output):

@@ -123,8 +123,10 @@ class HostSyncCounter(TorchDispatchMode):
             to find where they come from.
     """
 
-    def __init__(self,
-                 ignore: Optional[Callable[[str, List[str]], bool]] = None) -> None:
+    def __init__(
+            self,
+            ignore: Optional[Callable[[str, List[str]], bool]] = None
+    ) -> None:
         super().__init__()
         self.ignore = ignore if ignore is not None \
             else ignore_optimizer_step_counters
