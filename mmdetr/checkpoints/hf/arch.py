@@ -1,7 +1,8 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 """The architecture of a DETR as transformers' ``config.json`` describes it
-(:class:`DetrArch`), read from a built mmdetr model; the two compared, and
-an mmdetr model config changed to one.
+(:class:`DetrArch`): read from a built mmdetr model (from ``config.json``:
+:func:`~mmdetr.checkpoints.hf.read.arch_from_hf`), two of them compared,
+and an mmdetr model config changed to one.
 
 What the weights of a DETR do not say (heads, activation, dilation) both
 sides must agree on: :func:`arch_from_model` refuses, naming the part, an
