@@ -88,6 +88,8 @@ def default_config(layout: str) -> str:
     no ``--config`` is given (an export to transformers starts from
     mmdetr's model)."""
     return DEFAULT_CONFIGS['mmdetr' if layout == HF else layout]
+
+
 # Fields of the official ``args`` that the weights do not show but a config
 # must match (heads, dilation) or that say which config fits.
 OFFICIAL_ARGS = ('backbone', 'dilation', 'position_embedding', 'hidden_dim',

@@ -298,4 +298,3 @@ def train_host_syncs(bench: Bench) -> Tuple[int, int]:
         _, counter = count_host_syncs(step)
         counts.append(counter.total + sum(counter.copies.values()))
     return tuple(counts)
-
