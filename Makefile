@@ -12,9 +12,10 @@ TEST_WORKERS ?= 2
 # run again by `make test` with the kernels torch picks on a CPU without
 # AVX-512 (ATEN_CPU_CAPABILITY=avx2): the tests whose numbers depend on them
 AVX2_TESTS ?= tests/models tests/extras tests/panoptic tests/compat \
-  tests/deploy tests/engine/test_amp.py tests/utils/test_convert_official.py \
-  tests/utils/test_convert_official_panoptic.py tests/utils/test_convert_mmdet.py \
-  tests/utils/test_hf_convert.py
+  tests/deploy tests/engine/test_amp.py \
+  tests/checkpoints/test_convert_official.py \
+  tests/checkpoints/test_convert_official_panoptic.py \
+  tests/checkpoints/test_convert_mmdet.py tests/checkpoints/test_hf_convert.py
 DEMO_CONFIG ?= configs/detr_r18_shapes_demo.py
 DEMO_DATA ?= data/shapes
 # training images the demo config is tuned for (val is always the same 200)

@@ -103,13 +103,7 @@ param_scheduler = [
     dict(
         type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
         end=200),
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        end=max_epochs,
-        by_epoch=True,
-        milestones=[7],
-        gamma=0.1)
+    dict(_base_.lr_drop, end=max_epochs, milestones=[7])
 ]
 randomness = dict(seed=0)
 default_hooks = dict(

@@ -34,15 +34,8 @@ load_from = 'work_dirs/detr_r18_shapes_demo/epoch_9.pth'
 # 5 epochs (625 iterations on 1000 images), lr step at 4, evaluated every
 # epoch so that the epoch reaching a given AP50 shows.
 train_cfg = dict(max_epochs=5, val_interval=1)
+# the demo's warm-up, then its lr drop at epoch 4
 param_scheduler = [
-    dict(
-        type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
-        end=200),
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        end=5,
-        by_epoch=True,
-        milestones=[4],
-        gamma=0.1)
+    _base_.param_scheduler[0],
+    dict(_base_.lr_drop, end=5, milestones=[4])
 ]

@@ -80,15 +80,7 @@ test_cfg = dict(_delete_=True, type='TestLoop')
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
 max_epochs = 6
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
-param_scheduler = [
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        end=max_epochs,
-        by_epoch=True,
-        milestones=[5],
-        gamma=0.1)
-]
+param_scheduler = [dict(_base_.lr_drop, end=max_epochs, milestones=[5])]
 # a checkpoint per epoch (11 MB each): tools/test.py on each gives the PQ
 # curve of docs/panoptic.md
 default_hooks = dict(

@@ -11,15 +11,7 @@ model = dict(bbox_head=dict(num_classes=133))
 
 max_epochs = 300
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs + 1)
-param_scheduler = [
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        end=max_epochs,
-        by_epoch=True,
-        milestones=[200],
-        gamma=0.1)
-]
+param_scheduler = [dict(_base_.lr_drop, end=max_epochs, milestones=[200])]
 # a box model predicts no panoptic segmentation, and COCO's instances json
 # has no stuff boxes: it is evaluated through the mask head trained on it
 val_dataloader = val_evaluator = val_cfg = None

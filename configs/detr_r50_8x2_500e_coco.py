@@ -3,12 +3,4 @@ _base_ = './detr_r50_8x2_150e_coco.py'
 
 max_epochs = 500
 train_cfg = dict(max_epochs=max_epochs, val_interval=10)
-param_scheduler = [
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        end=max_epochs,
-        by_epoch=True,
-        milestones=[400],
-        gamma=0.1)
-]
+param_scheduler = [dict(_base_.lr_drop, end=max_epochs, milestones=[400])]

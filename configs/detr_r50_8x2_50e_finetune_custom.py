@@ -59,13 +59,5 @@ load_from = ('mmdetr-convert://'
 #   the step settles it. On a larger dataset fewer epochs do.
 max_epochs = 50
 train_cfg = dict(max_epochs=max_epochs, val_interval=5)
-param_scheduler = [
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        end=max_epochs,
-        by_epoch=True,
-        milestones=[40],
-        gamma=0.1)
-]
+param_scheduler = [dict(_base_.lr_drop, end=max_epochs, milestones=[40])]
 default_hooks = dict(checkpoint=dict(interval=5, max_keep_ckpts=2))

@@ -38,12 +38,4 @@ load_from = 'work_dirs/detr_r50_8x2_300e_coco_panoptic_boxes/epoch_300.pth'
 
 max_epochs = 25
 train_cfg = dict(max_epochs=max_epochs, val_interval=5)
-param_scheduler = [
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        end=max_epochs,
-        by_epoch=True,
-        milestones=[15],
-        gamma=0.1)
-]
+param_scheduler = [dict(_base_.lr_drop, end=max_epochs, milestones=[15])]

@@ -5,12 +5,12 @@ Importing the package (as ``custom_imports`` does):
 
 - registers its components in mmdetr's registries (children of mmdet's),
   see :mod:`mmdetr.registry`, and the checkpoint prefix
-  ``mmdetr-convert://`` (:mod:`mmdetr.utils.checkpoint_scheme`);
+  ``mmdetr-convert://`` (:mod:`mmdetr.checkpoints.convert_on_load`);
 - registers the training extras (:mod:`mmdetr.extras`), panoptic
   segmentation (:mod:`mmdetr.panoptic`) and the mmdet 2.x compatibility
   layer (:mod:`mmdetr.compat`);
 - allowlists the few harmless classes mmengine checkpoints hold
-  (:func:`mmdetr.utils.register_trusted_checkpoint_globals`), so that
+  (:func:`mmdetr.checkpoints.register_trusted_checkpoint_globals`), so that
   mmdet's own tools and APIs (``tools/test.py``, ``init_detector``,
   ``DetInferencer``) load checkpoints under torch >= 2.6 with
   ``weights_only`` still on. Nothing else is allowed.
@@ -32,11 +32,12 @@ if _util.find_spec('torch') is not None:
     # break it (mmdet.models imports transformers' BERT if it can)
     import_mmdet_models()
     # registers the components, and the checkpoint prefix 'mmdetr-convert://'
-    from . import (compat, datasets, engine, evaluation,  # noqa: F401,E402
-                   extras, models, panoptic, utils, visualization)
+    from . import (checkpoints, compat, datasets,  # noqa: F401,E402
+                   engine, evaluation, extras, models, panoptic,
+                   visualization)
 
     # once per process: every weights_only load (mmengine's resume and
     # load_from, mmdet's tools) accepts the few trusted checkpoint classes
-    utils.register_trusted_checkpoint_globals()
+    checkpoints.register_trusted_checkpoint_globals()
 
 __all__ = ['__version__', 'version_info']

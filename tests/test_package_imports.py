@@ -3,16 +3,22 @@
 made inside functions (which hide a cycle from import time, not from the
 reader), and dependencies that flow one way: the core (``mmdetr.models``)
 imports nothing from the edges (training extras, mmdet 2.x forms, engine,
-deployment, utilities)."""
+deployment, checkpoints), and the checkpoint package reads the model it
+fills without importing it."""
 import ast
 import os
 import os.path as osp
-from typing import Dict, List, Optional, Set
+from typing import Dict, List, Optional, Set, Tuple
 
 from helpers import ROOT
 
 #: what the core may import: itself and the registry
 CORE, CORE_MAY_IMPORT = 'mmdetr.models', ('mmdetr.models', 'mmdetr.registry')
+#: what the checkpoint package may import: itself, the registry and the
+#: datasets (whose types name a config's classes); not the core, whose
+#: models it reads by their attributes, nor the engine, which loads with it
+CHECKPOINTS = 'mmdetr.checkpoints'
+CHECKPOINTS_MAY_IMPORT = (CHECKPOINTS, 'mmdetr.registry', 'mmdetr.datasets')
 
 
 def package_modules(pkg_dir: str, pkg: str) -> Dict[str, str]:
@@ -124,13 +130,17 @@ def reachable(graph: Dict[str, Set[str]], start: str) -> Set[str]:
     return seen
 
 
-def forbidden_imports(graph: Dict[str, Set[str]]) -> Dict[str, Set[str]]:
-    """Core module -> the modules outside the core it reaches."""
+def forbidden_imports(graph: Dict[str, Set[str]], package: str = CORE,
+                      may_import: Tuple[str, ...] = CORE_MAY_IMPORT
+                      ) -> Dict[str, Set[str]]:
+    """Module of ``package`` -> the modules outside ``may_import`` it
+    reaches (by default: core module -> what it reaches outside the
+    core)."""
     out = {}
     for module in graph:
-        if module == CORE or module.startswith(CORE + '.'):
+        if module == package or module.startswith(package + '.'):
             bad = {m for m in reachable(graph, module)
-                   if not m.startswith(CORE_MAY_IMPORT)}
+                   if not m.startswith(may_import)}
             if bad:
                 out[module] = bad
     return out
@@ -143,6 +153,14 @@ def test_the_core_imports_nothing_from_the_edges():
     for edge in ('mmdetr.compat.mmdet2_head', 'mmdetr.extras.group_detr',
                  'mmdetr.deploy.export'):
         assert any(m.startswith(CORE) for m in graph[edge]), edge
+
+
+def test_checkpoints_import_neither_the_core_nor_the_engine():
+    graph = import_graph(package_modules(osp.join(ROOT, 'mmdetr'), 'mmdetr'))
+    assert forbidden_imports(graph, CHECKPOINTS,
+                             CHECKPOINTS_MAY_IMPORT) == {}
+    # the engine loads with it
+    assert 'mmdetr.checkpoints.safe_load' in graph['mmdetr.engine.runner']
 
 
 def test_a_forbidden_import_fails(tmp_path):

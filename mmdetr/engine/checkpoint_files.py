@@ -17,7 +17,7 @@ from typing import Callable, List, Optional, Tuple
 
 from mmengine.logging import print_log
 
-from mmdetr.utils.checkpoint import load_checkpoint_file
+from mmdetr.checkpoints.safe_load import load_checkpoint_file
 
 # epoch_N.pth and iter_N.pth (mmengine's CheckpointHook), resume_iter_N.pth
 # (mmdetr's ResumeCheckpointHook)

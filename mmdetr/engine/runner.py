@@ -19,14 +19,14 @@ from mmengine.runner.base_loop import BaseLoop
 from mmengine.runner.checkpoint import (_load_checkpoint,
                                         _load_checkpoint_to_model)
 
+from mmdetr.checkpoints.class_names import config_classes
+from mmdetr.checkpoints.classifier_remap import remap_checkpoint_classifier
+from mmdetr.checkpoints.hf import silent_mismatches
+from mmdetr.checkpoints.safe_load import (UnsafeCheckpointError,
+                                          load_checkpoint_file)
 from mmdetr.engine.checkpoint_files import verify_checkpoint
 from mmdetr.engine.resume_checks import check_model, check_optimizer
 from mmdetr.registry import RUNNERS
-from mmdetr.utils.checkpoint import (UnsafeCheckpointError,
-                                     load_checkpoint_file)
-from mmdetr.utils.classifier_remap import (config_classes,
-                                           remap_checkpoint_classifier)
-from mmdetr.utils.hf_convert import silent_mismatches
 
 
 def _is_local(path: str) -> bool:
@@ -56,8 +56,8 @@ class Runner(MMEngineRunner):
       state.
     - ``load_from`` a checkpoint trained on other classes (fine-tuning)
       rebuilds the classifier by class name
-      (:mod:`mmdetr.utils.classifier_remap`) and logs one line saying what
-      it did; every other mismatched key is listed by mmengine as before.
+      (:mod:`mmdetr.checkpoints.classifier_remap`) and logs one line saying
+      what it did; every other mismatched key is listed by mmengine as before.
     - ``load_from`` a Hugging Face transformers DETR
       (``mmdetr-convert://``) whose ``config.json`` differs from the model
       where no key shows it (attention heads, activation, dilation) is
@@ -166,7 +166,7 @@ class Runner(MMEngineRunner):
 
 
 def _read_checkpoint(filename: str, map_location):
-    """A local file through :func:`~mmdetr.utils.load_checkpoint_file`
+    """A local file through :func:`~mmdetr.checkpoints.load_checkpoint_file`
     (nothing in it runs, on every supported torch: mmengine's loader would
     unpickle everything below torch 2.6); other schemes through mmengine's
     loaders."""

@@ -25,7 +25,7 @@ class DETRMaskHead(BaseModule):
        the stride 16, 8 and 4 backbone levels into one logit map per query.
 
     Official DETR (``DETRsegm``) -> mmdetr keys, with this head at
-    ``mask_head`` in the detector (:mod:`mmdetr.utils.panoptic_convert`)::
+    ``mask_head`` in the detector (:mod:`mmdetr.checkpoints.convert`)::
 
         bbox_attention.{q,k}_linear.*   mask_head.bbox_attention.{q,k}_linear.*
         mask_head.*                     mask_head.conv_head.*

@@ -278,7 +278,7 @@ def test_mmdet2_checkpoint_through_converter_runs_in_mmdet2_built_model():
     outputs of mmdet 3.3's own DETR with the same weights."""
     from helpers import (assert_same_losses, assert_same_predictions,
                          build_mmdet, mmdet2_state_dict, randomize_)
-    from mmdetr.utils import convert_state_dict
+    from mmdetr.checkpoints import convert_state_dict
     reference = randomize_(build_mmdet(), seed=1)
     weights = mmdet2_state_dict(reference.state_dict())
     model = build_mmdetr(mmdet2_model(**TINY2))

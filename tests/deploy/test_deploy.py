@@ -45,18 +45,41 @@ def tiny(tmp_path_factory):
     return model, path, make_session(path)
 
 
-def test_export_uses_the_heads_own_functions():
-    """One implementation of the padding mask and the post-processing: the
-    exported module calls the head's."""
-    import inspect
-
+def test_export_computes_with_the_heads_own_functions(monkeypatch):
+    """One implementation of the padding mask, the transformer step, the
+    predictors and the post-processing: the exported module computes with
+    the head's, so a change to them is a change to the export."""
     from mmdetr.deploy import export
     from mmdetr.models import detr_head, padding_mask
     assert export.feature_padding_mask is padding_mask.feature_padding_mask
     assert detr_head.feature_padding_mask is padding_mask.feature_padding_mask
     assert export.top_detections is detr_head.top_detections
-    source = inspect.getsource(export.ExportableDETR.forward)
-    assert 'forward_transformer' in source and 'predict_layers' in source
+
+    model = build_mmdetr().eval()
+    head = model.bbox_head
+    calls = []
+    forward_transformer, predict_layers = (head.forward_transformer,
+                                           head.predict_layers)
+
+    def counted_transformer(*args, **kwargs):
+        calls.append('forward_transformer')
+        return forward_transformer(*args, **kwargs)
+
+    def class_1_everywhere(hidden_states):
+        calls.append('predict_layers')
+        cls_scores, bbox_preds = predict_layers(hidden_states)
+        cls_scores = cls_scores.clone()
+        cls_scores[..., 1] += 100.
+        return cls_scores, bbox_preds
+
+    monkeypatch.setattr(head, 'forward_transformer', counted_transformer)
+    monkeypatch.setattr(head, 'predict_layers', class_1_everywhere)
+    inputs, samples = random_batch(model, THREE_SIZES)
+    img_shape = torch.tensor([s.img_shape for s in samples])
+    with torch.no_grad():
+        _, labels = ExportableDETR(model)(inputs, img_shape)
+    assert calls == ['forward_transformer', 'predict_layers']
+    assert (labels == 1).all()  # the changed predictor decided every label
 
 
 @pytest.mark.parametrize('sizes', [[(96, 128)], THREE_SIZES],

@@ -6,7 +6,7 @@ import torch
 
 from helpers import (TINY, assert_identical_predictions, build_mmdetr,
                      count_step, make_batch, mmdetr_cfg, preprocess)
-from mmdetr.utils import convert_state_dict
+from mmdetr.checkpoints import convert_state_dict
 
 
 def aux_cfg(weight=1.0):

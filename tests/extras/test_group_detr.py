@@ -9,7 +9,7 @@ from helpers import (assert_identical_predictions, build_mmdetr, count_step,
                      make_batch, mmdetr_cfg, preprocess)
 from mmdetr.models.attention import multi_head_attention
 from mmdetr.extras.group_detr import groups_as_images, within_groups
-from mmdetr.utils import convert_state_dict
+from mmdetr.checkpoints import convert_state_dict
 
 K = 3
 

@@ -14,7 +14,8 @@ fixtures stay in ``tests/conftest.py``.
 - ``panoptic``: a tiny COCO panoptic dataset on disk and its config, a
   tiny PanopticDETR, ground-truth masks for synthetic batches;
 - ``steps``: one training step as the runner runs it, with its host
-  syncs counted;
+  syncs counted; the host-sync profiler of the benchmark
+  (``HostSyncCounter``, ``count_host_syncs``);
 - ``resume``: the demo model on a small generated dataset, for runs that
   are interrupted and resumed, and the comparison with an uninterrupted
   run (weights bit for bit, logged losses);
@@ -35,7 +36,8 @@ from .parity import (assert_identical_predictions, assert_same_losses,
                      assert_same_predictions, randomize_)
 from .resume import (assert_same_training, logged_losses,
                      write_demo_config, write_shapes)
-from .steps import count_step, training_step
+from .steps import (HostSyncCounter, count_host_syncs, count_step,
+                    training_step)
 from .versions import import_transformers, requires_torch, torch_older_than
 from .tools import (ROOT, TESTS, copypaste_ap, kill_group, load_ckpt,
                     load_tool, run, run_distributed, run_script, scalars,
@@ -47,6 +49,7 @@ __all__ = [
     'kill_group', 'import_transformers', 'requires_torch', 'torch_older_than',
     'official_checkpoint', 'randomize_',
     'CLASSES', 'ROOT', 'TESTS', 'TINY', 'build_mmdet', 'build_mmdetr',
+    'HostSyncCounter', 'count_host_syncs',
     'copypaste_ap', 'count_step', 'head_outputs_and_targets', 'load_ckpt', 'load_tool', 'make_batch', 'mmdet_cfg',
     'mmdetr_cfg', 'preprocess', 'random_boxes', 'run', 'run_script',
     'scalars', 'train',

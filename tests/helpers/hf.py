@@ -6,7 +6,7 @@ keys, and the comparison of an mmdetr DETR with a transformers one.
 ``official_to_hf_timm`` is the tests' own renaming, written from the module
 names of both codebases (official ``backbone.0.body`` = transformers'
 ``model.backbone.conv_encoder.model`` for timm's ResNet, ``in_proj`` = q, k,
-v rows ...), independent of :mod:`mmdetr.utils.hf_convert`.
+v rows ...), independent of :mod:`mmdetr.checkpoints.hf`.
 """
 import re
 

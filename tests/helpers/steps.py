@@ -1,12 +1,19 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
-"""One training step as the runner runs it, and its host syncs counted."""
+"""One training step as the runner runs it, and its host syncs counted by
+the benchmark's profiler (``tools/analysis_tools/benchmarking/host_sync.py``,
+loaded by path: tools/ is not a package)."""
 import torch
 from mmengine.logging import MessageHub
 
 from mmdetr.engine import DeferredGradNormOptimWrapper
-from mmdetr.utils.host_sync import HostSyncCounter
 
 from .batches import make_batch, preprocess
+from .tools import load_tool
+
+_host_sync = load_tool('tools/analysis_tools/benchmarking/host_sync.py',
+                       'host_sync')
+HostSyncCounter = _host_sync.HostSyncCounter
+count_host_syncs = _host_sync.count_host_syncs
 
 
 def training_step(model, data, optim_wrapper):

@@ -118,7 +118,7 @@ def scalars(work_dir):
 
 def load_ckpt(path):
     """Load a checkpoint file the way mmdetr does (safe, weights only)."""
-    from mmdetr.utils import load_checkpoint_file
+    from mmdetr.checkpoints import load_checkpoint_file
     return load_checkpoint_file(path)
 
 

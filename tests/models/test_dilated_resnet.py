@@ -12,7 +12,7 @@ from mmengine.registry import MODELS, DefaultScope
 
 from helpers import ROOT, make_batch, mmdetr_cfg, preprocess
 from mmdetr.registry import build_model
-from mmdetr.utils.convert import convert_state_dict
+from mmdetr.checkpoints.convert import convert_state_dict
 from references.reference_detr import (OFFICIAL_COCO_NAMES, official_forward,
                                        official_state_dict)
 

@@ -6,7 +6,7 @@ import torch
 
 from helpers import (assert_same_losses, assert_same_predictions, build_mmdet,
                      build_mmdetr, make_batch)
-from mmdetr.utils.convert import convert_state_dict
+from mmdetr.checkpoints.convert import convert_state_dict
 
 
 def paired_models(**arch):

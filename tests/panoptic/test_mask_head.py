@@ -7,7 +7,7 @@ from mmengine.registry import DefaultScope
 
 from mmdetr.panoptic import DETRMaskHead, MaskHeadSmallConv, MHAttentionMap
 from mmdetr.registry import build_model
-from mmdetr.utils import convert_state_dict
+from mmdetr.checkpoints import convert_state_dict
 from references.reference_panoptic import (attention_maps, official_masks,
                                            official_mask_state_dict)
 

@@ -9,9 +9,10 @@ import torch
 from helpers import (ROOT, build_mmdetr, make_batch, panoptic_detr_cfg,
                      preprocess, run_script)
 from mmdetr.panoptic import panoptic_to_sem_seg
-from mmdetr.utils import load_checkpoint_file
-from mmdetr.utils.convert import (COCO_CATEGORY_IDS, COCO_PANOPTIC_STUFF_IDS,
-                                  OFFICIAL_PANOPTIC_LOGITS)
+from mmdetr.checkpoints import load_checkpoint_file
+from mmdetr.checkpoints.convert import (COCO_CATEGORY_IDS,
+                                        COCO_PANOPTIC_STUFF_IDS,
+                                        OFFICIAL_PANOPTIC_LOGITS)
 from references.reference_detr import official_state_dict
 from references.reference_panoptic import (official_mask_state_dict,
                                            official_panoptic,

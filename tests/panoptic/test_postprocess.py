@@ -11,7 +11,7 @@ from mmdetr.panoptic import (DETRMaskHead, DETRPanopticPostProcess,
                              panoptic_merge, panoptic_to_sem_seg)
 from mmdetr.panoptic.postprocess import INSTANCE_OFFSET
 from mmdetr.registry import build_model
-from mmdetr.utils import convert_state_dict
+from mmdetr.checkpoints import convert_state_dict
 from references.reference_panoptic import (official_masks,
                                            official_mask_state_dict,
                                            official_panoptic, official_segm)

@@ -9,8 +9,8 @@ import torch
 
 from helpers import (build_mmdet, build_mmdetr, make_batch, mmdet_cfg,
                      mmdetr_cfg, official_checkpoint, run_script)
-from mmdetr.utils import load_checkpoint_file
-from mmdetr.utils.convert import convert_state_dict
+from mmdetr.checkpoints import load_checkpoint_file
+from mmdetr.checkpoints.convert import convert_state_dict
 from references.reference_detr import official_state_dict
 
 from helpers import ROOT  # noqa: E402
@@ -86,7 +86,7 @@ def test_malicious_checkpoint_is_refused_and_not_run(tmp_path):
 
     src = tmp_path / 'evil.pth'
     torch.save({'state_dict': {'x': Evil()}}, src)
-    from mmdetr.utils import UnsafeCheckpointError
+    from mmdetr.checkpoints import UnsafeCheckpointError
     with pytest.raises(UnsafeCheckpointError, match='evil.pth'):
         load_checkpoint_file(str(src))
     assert not marker.exists()

@@ -16,9 +16,9 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 from helpers import ROOT, build_mmdet, load_ckpt, train
 from helpers import load_tool
+from mmdetr.checkpoints.class_names import coco_classes, config_classes
+from mmdetr.checkpoints.classifier_remap import remap_classifier
 from mmdetr.engine import DataCheckError, Runner
-from mmdetr.utils.classifier_remap import (coco_classes, config_classes,
-                                           remap_classifier)
 from references.reference_detr import OFFICIAL_COCO_NAMES, official_state_dict
 
 shapes = load_tool('tools/misc/make_shapes_dataset.py', 'make_shapes_dataset')

@@ -15,7 +15,7 @@ from scipy.optimize import linear_sum_assignment
 from helpers import (ROOT, import_transformers, load_ckpt, load_tool,
                      make_batch)
 from helpers.hf import assert_matches_hf, tiny_hf_detr
-from mmdetr.utils import CONVERT_PREFIX
+from mmdetr.checkpoints import CONVERT_PREFIX
 
 transformers = import_transformers()
 converter = load_tool('tools/model_converters/detr_to_mmdetr.py',
@@ -273,7 +273,7 @@ def test_full_size_r50_both_ways(tmp_path):
     """transformers' full-size R50 DETR (its own ResNet, 91 COCO labels)
     converts into the default config, and that model exports back with
     every key in place."""
-    from mmdetr.utils.classifier_remap import coco_classes
+    from mmdetr.checkpoints.class_names import coco_classes
     from references.reference_detr import OFFICIAL_COCO_NAMES
     config = transformers.DetrConfig(
         backbone_config=transformers.ResNetConfig(

@@ -67,7 +67,7 @@ def test_import_mmdetr_allowlists_exactly_the_trusted_classes():
         'import torch\n'
         'before = list(torch.serialization.get_safe_globals())\n'
         'import mmdetr\n'
-        'from mmdetr.utils import trusted_checkpoint_globals\n'
+        'from mmdetr.checkpoints import trusted_checkpoint_globals\n'
         'after = torch.serialization.get_safe_globals()\n'
         # torch.distributed.tensor (imported by mmengine) allowlists
         # torch's own DTensor classes; everything else is mmdetr's doing

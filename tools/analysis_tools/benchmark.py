@@ -5,7 +5,7 @@ Both models are built from their own shipped configs (mmdet's
 ``detr/detr_r50_8xb2-150e_coco.py`` and mmdetr's
 ``configs/detr_r50_8x2_150e_coco.py``: R50, 256 dims, 6+6 layers, 100
 queries, 80 classes); mmdetr's gets mmdet's randomly initialised weights
-through ``mmdetr.utils.convert.convert_state_dict(..., 'mmdet3')``, so both
+through ``mmdetr.checkpoints.convert_state_dict(..., 'mmdet3')``, so both
 compute the same function on the same inputs. Rows (``benchmarking/``
 holds the parts: ``workloads.py`` what is timed, ``timing.py`` how,
 ``memory.py`` the memory row, ``report.py`` the output):
@@ -30,8 +30,8 @@ holds the parts: ``workloads.py`` what is timed, ``timing.py`` how,
   ``SetCriterion.match``, all layers at once).
 - ``train host syncs``: how often one training step (logging included)
   makes the host wait for the device or copy between them, counted by
-  ``mmdetr.utils.host_sync.HostSyncCounter`` (each model with the
-  optimizer wrapper its configs use); on a GPU each one drains the queue.
+  ``benchmarking/host_sync.py`` (each model with the optimizer wrapper its
+  configs use); on a GPU each one drains the queue.
 - ``train peak memory``: each model's train step in a child process of its
   own (see ``benchmarking/memory.py``).
 

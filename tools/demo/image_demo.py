@@ -27,8 +27,8 @@ from mmdet.registry import MODELS
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
+from mmdetr.checkpoints import load_checkpoint_file
 from mmdetr.engine.amp import AmpUnsupportedError, amp_autocast, check_amp
-from mmdetr.utils import load_checkpoint_file
 from mmdetr.visualization import DetLocalVisualizer
 
 

@@ -24,8 +24,8 @@ import sys
 from mmengine.config import Config, DictAction
 from mmengine.registry import MODELS, init_default_scope
 
+from mmdetr.checkpoints import load_checkpoint_file
 from mmdetr.deploy.errors import ExportSettingError, require
-from mmdetr.utils import load_checkpoint_file
 
 
 def parse_args(argv=None):

@@ -9,7 +9,7 @@ Hugging Face transformers, mmdetr).
 SRC is loaded with ``weights_only=True`` (nothing in it is executed); a
 transformers DETR is a directory (or its ``model.safetensors`` /
 ``pytorch_model.bin`` with ``config.json`` beside it), its architecture read
-from ``config.json`` (:mod:`mmdetr.utils.hf_convert`). With ``--from auto``
+from ``config.json`` (:mod:`mmdetr.checkpoints.hf`). With ``--from auto``
 (the default) the layout is detected from the files and keys. The converted
 weights are then loaded strictly into the target model, built from
 ``--config`` (default: mmdetr's R50 config, or mmdet 3.x's for
@@ -21,7 +21,7 @@ a directory for ``DetrForObjectDetection.from_pretrained`` and
 
 The classifier is the exception: when the config's classes differ from the
 checkpoint's (fine-tuning COCO weights on your own classes), its rows are
-rebuilt by class name (:mod:`mmdetr.utils.classifier_remap`): rows of
+rebuilt by class name (:mod:`mmdetr.checkpoints.classifier_remap`): rows of
 classes in both are copied, the others freshly initialised (seed 0, so the
 output is reproducible), the no-object row kept; one line says what was
 done. The config's classes are its dataset's ``metainfo.classes`` (or the
@@ -62,18 +62,16 @@ if __name__ == '__main__':
 
 import torch  # noqa: E402
 
-from mmdetr.utils import load_checkpoint_file  # noqa: E402
-from mmdetr.utils.checkpoint_scheme import source_classes  # noqa: E402
-from mmdetr.utils.classifier_remap import (  # noqa: E402
-    config_classes, remap_classifier)
-from mmdetr.utils.convert import (LAYOUTS, SOURCES, TARGETS,  # noqa: E402
-                                  CheckpointLayoutError, convert_state_dict,
-                                  detect_layout, extract_state_dict)
-from mmdetr.utils.hf_convert import (CONFIG_FILE,  # noqa: E402
-                                     HFConversionError,
-                                     apply_arch, arch_from_model,
-                                     arch_mismatches, export_hf, hf_files,
-                                     load_hf_checkpoint, looks_like_hf)
+from mmdetr.checkpoints import load_checkpoint_file  # noqa: E402
+from mmdetr.checkpoints.class_names import (  # noqa: E402
+    config_classes, source_classes)
+from mmdetr.checkpoints.classifier_remap import remap_classifier  # noqa
+from mmdetr.checkpoints.convert import (  # noqa: E402
+    LAYOUTS, SOURCES, TARGETS, CheckpointLayoutError, convert_state_dict,
+    detect_layout, extract_state_dict)
+from mmdetr.checkpoints.hf import (  # noqa: E402
+    CONFIG_FILE, HFConversionError, apply_arch, arch_from_model,
+    arch_mismatches, export_hf, hf_files, load_hf_checkpoint, looks_like_hf)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIGS = {
@@ -90,6 +88,8 @@ def default_config(layout: str) -> str:
     no ``--config`` is given (an export to transformers starts from
     mmdetr's model)."""
     return DEFAULT_CONFIGS['mmdetr' if layout == HF else layout]
+
+
 # Fields of the official ``args`` that the weights do not show but a config
 # must match (heads, dilation) or that say which config fits.
 OFFICIAL_ARGS = ('backbone', 'dilation', 'position_embedding', 'hidden_dim',

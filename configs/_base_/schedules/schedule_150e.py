@@ -16,15 +16,11 @@ train_cfg = dict(
     val_interval=1)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
-param_scheduler = [
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        end=max_epochs,
-        by_epoch=True,
-        milestones=[100],
-        gamma=0.1)
-]
+# official DETR's schedule (--lr_drop): the lr drops x0.1 once. A config of
+# another length states its end and the epoch of the drop:
+#   param_scheduler = [dict(_base_.lr_drop, end=max_epochs, milestones=[400])]
+lr_drop = dict(type='MultiStepLR', begin=0, by_epoch=True, gamma=0.1)
+param_scheduler = [dict(lr_drop, end=max_epochs, milestones=[100])]
 # The lr above is for 8 GPUs x 2 images; `tools/train.py --auto-scale-lr`
 # scales it linearly to the actual total batch size.
 auto_scale_lr = dict(enable=False, base_batch_size=16)

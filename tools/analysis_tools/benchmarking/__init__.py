@@ -8,5 +8,7 @@
 - ``timing``: how it is timed: alternating rounds, the clock, the per-round
   ratios;
 - ``memory``: the train step's peak memory, each model in a child process;
-- ``report``: the table, the JSON file and the ``speedup`` line.
+- ``report``: the table, the JSON file and the ``speedup`` line;
+- ``host_sync``: the profiler of the ``train host syncs`` row, which
+  counts where the host waits for the device (the tests use it too).
 """

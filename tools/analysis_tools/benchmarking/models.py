@@ -55,7 +55,7 @@ def build_one(which: str, device: str, weights: dict = None):
             model.load_state_dict(weights, strict=True)
     else:
         import mmdetr  # noqa: F401  registers mmdetr's modules
-        from mmdetr.utils.convert import convert_state_dict
+        from mmdetr.checkpoints.convert import convert_state_dict
         with DefaultScope.overwrite_default_scope('mmdet'):
             model = MODELS.build(copy.deepcopy(our_cfg.model))
         model.load_state_dict(

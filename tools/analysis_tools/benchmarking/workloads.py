@@ -260,7 +260,7 @@ def train_host_syncs(bench: Bench) -> Tuple[int, int]:
     reads the losses, the non-finite flag and the previous step's clipped
     gradient norm in one copy) with the same optimizer and clipping, and
     runs as mmengine's ``train_step`` does. Counted from outside by
-    :class:`mmdetr.utils.host_sync.HostSyncCounter`: waits plus copies to
+    :class:`~.host_sync.HostSyncCounter`: waits plus copies to
     the device.
 
     Returns:
@@ -269,7 +269,7 @@ def train_host_syncs(bench: Bench) -> Tuple[int, int]:
     from mmengine.logging import MessageHub
     from mmengine.registry import DefaultScope
 
-    from mmdetr.utils.host_sync import count_host_syncs
+    from .host_sync import count_host_syncs
     args = bench.args
     data = bench.mmdet.data_preprocessor(
         synthetic_batch(args.train_sizes, args.train_gts, bench.num_classes),
@@ -298,4 +298,3 @@ def train_host_syncs(bench: Bench) -> Tuple[int, int]:
         _, counter = count_host_syncs(step)
         counts.append(counter.total + sum(counter.copies.values()))
     return tuple(counts)
-

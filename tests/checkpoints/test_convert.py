@@ -1,5 +1,5 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
-"""mmdetr/utils/convert.py: layout tables, detection, round trips and the
+"""mmdetr/checkpoints/convert.py: layout tables, detection, round trips and the
 official checkpoint's content changes."""
 import re
 
@@ -9,9 +9,9 @@ from mmdet.datasets import CocoDataset
 from mmengine.registry import MODELS, DefaultScope
 
 from helpers import mmdet2_state_dict, mmdet_cfg, mmdetr_cfg
-from mmdetr.utils.convert import (COCO_CATEGORY_IDS, LAYOUTS,
-                                  CheckpointLayoutError, convert_state_dict,
-                                  detect_layout)
+from mmdetr.checkpoints.convert import (COCO_CATEGORY_IDS, LAYOUTS,
+                                        CheckpointLayoutError,
+                                        convert_state_dict, detect_layout)
 from references.reference_detr import (OFFICIAL_COCO_NAMES,
                                        official_state_dict)
 

@@ -1,7 +1,7 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
-"""``load_from = 'mmdetr-convert://PATH'`` (mmdetr/utils/checkpoint_scheme.py):
-official and mmdet checkpoints converted on load, by mmengine's
-``load_checkpoint`` and by the runner."""
+"""``load_from = 'mmdetr-convert://PATH'``
+(mmdetr/checkpoints/convert_on_load.py): official and mmdet checkpoints
+converted on load, by mmengine's ``load_checkpoint`` and by the runner."""
 import os.path as osp
 import shutil
 
@@ -10,8 +10,8 @@ import torch
 from mmengine.runner import Runner, load_checkpoint
 
 from helpers import build_mmdet, mmdetr_cfg, official_checkpoint
-from mmdetr.utils import CONVERT_PREFIX, UnsafeCheckpointError
-from mmdetr.utils.convert import convert_state_dict
+from mmdetr.checkpoints import CONVERT_PREFIX, UnsafeCheckpointError
+from mmdetr.checkpoints.convert import convert_state_dict
 
 
 def assert_holds(model, state_dict):
@@ -106,7 +106,8 @@ def test_loading_a_checkpoint_keeps_the_process_allowlist(tmp_path):
     (mmdet's tools rely on it); loading a file with mmdetr's loader must
     not take them away again."""
     import torch
-    from mmdetr.utils import load_checkpoint_file, trusted_checkpoint_globals
+    from mmdetr.checkpoints import (load_checkpoint_file,
+                                    trusted_checkpoint_globals)
     path, _ = official_checkpoint(tmp_path)
     load_checkpoint_file(str(path))
     allowed = torch.serialization.get_safe_globals()

@@ -18,7 +18,7 @@ from scipy.optimize import linear_sum_assignment
 from mmengine.registry import MODELS, DefaultScope
 
 from helpers import make_batch, mmdetr_cfg, preprocess
-from mmdetr.utils.convert import convert_state_dict
+from mmdetr.checkpoints.convert import convert_state_dict
 from references.reference_detr import (OFFICIAL_COCO_NAMES, official_forward,
                                        official_losses, official_state_dict)
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from helpers import official_checkpoint
-from mmdetr.utils import UnsafeCheckpointError, load_checkpoint_file
+from mmdetr.checkpoints import UnsafeCheckpointError, load_checkpoint_file
 
 
 @pytest.fixture(params=['torch_allowlist', 'allowlist_unpickler'])

@@ -23,8 +23,11 @@ for it. Two kinds of events are counted:
   without a wait, counted apart as ``copies['to_device']``). While a
   counter is active these three functions are wrapped.
 
-Usage::
+Used by ``benchmark.py``'s ``train host syncs`` row and by the tests
+(``tests/helpers/steps.py``). Usage, with ``tools/analysis_tools`` on
+``sys.path`` (tools/ is not a package)::
 
+    from benchmarking.host_sync import HostSyncCounter
     with HostSyncCounter() as counter:
         train_step()
     print(counter.total, counter.counts, counter.copies)
@@ -33,7 +36,7 @@ import os
 import sys
 import threading
 from collections import Counter
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -120,8 +123,10 @@ class HostSyncCounter(TorchDispatchMode):
             to find where they come from.
     """
 
-    def __init__(self,
-                 ignore: Optional[Callable[[str, List[str]], bool]] = None) -> None:
+    def __init__(
+            self,
+            ignore: Optional[Callable[[str, List[str]], bool]] = None
+    ) -> None:
         super().__init__()
         self.ignore = ignore if ignore is not None \
             else ignore_optimizer_step_counters
@@ -166,12 +171,6 @@ class HostSyncCounter(TorchDispatchMode):
             if not _active:
                 _HostCrossings.remove()
         return super().__exit__(*exc)
-
-    def summary(self) -> Dict[str, int]:
-        """Waits and non-blocking copies by kind, for reports."""
-        out = dict(self.counts)
-        out.update({f'{k} (non-blocking)': v for k, v in self.copies.items()})
-        return out
 
 
 def _device_crossing(func, args, kwargs) -> Optional[bool]:

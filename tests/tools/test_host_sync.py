@@ -1,5 +1,6 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
-"""Host-device synchronisations of a DETR training step, counted on CPU.
+"""Host-device synchronisations of a DETR training step, counted on CPU by
+the benchmark's profiler (tools/analysis_tools/benchmarking/host_sync.py).
 
 What a GPU would wait for shows on CPU tensors as the same ops (``.item()``,
 ``nonzero``, ``unique``); the host <-> device copies, no-ops on a CPU, show
@@ -15,10 +16,10 @@ import torch.distributed as dist
 from mmengine.logging import MessageHub
 from mmengine.optim import OptimWrapper
 
-from helpers import (build_mmdet, build_mmdetr, count_step, make_batch,
-                     preprocess, training_step)
+from helpers import (HostSyncCounter, build_mmdet, build_mmdetr,
+                     count_host_syncs, count_step, make_batch, preprocess,
+                     training_step)
 from mmdetr.engine import DeferredGradNormOptimWrapper
-from mmdetr.utils.host_sync import HostSyncCounter, count_host_syncs
 
 
 def test_counter_sees_reads_data_dependent_ops_and_copies():

@@ -206,6 +206,9 @@ def _official_panoptic_to_mmdetr(state_dict: 'OrderedDict[str, Tensor]',
     return out
 
 
+#: mmdetr's classifier (one row per class, no-object last), as mmdet's
+CLASSIFIER = 'bbox_head.fc_cls'
+
 # Parameters that only training reads (the extra query groups of
 # DETRHead(num_query_groups=K), the auxiliary dense head of DETR(aux_head=)):
 # mmdetr's checkpoints may hold them; no other layout has a place for them,
@@ -348,8 +351,9 @@ def _compile(rules: Rules, to_mmdetr: bool) -> List[Tuple['re.Pattern', str]]:
              ours if to_mmdetr else theirs) for ours, theirs in rules]
 
 
-def rename_keys(state_dict: Dict[str, Tensor], rules: Rules, to_mmdetr: bool
-            ) -> Tuple['OrderedDict[str, Tensor]', List[str]]:
+def rename_keys(
+        state_dict: Dict[str, Tensor], rules: Rules,
+        to_mmdetr: bool) -> Tuple['OrderedDict[str, Tensor]', List[str]]:
     """Rename every key by the first rule that matches it.
 
     Returns:
@@ -456,7 +460,7 @@ def convert_state_dict(state_dict: Dict[str, Tensor],
 
 
 def drop_training_only(state_dict: 'OrderedDict[str, Tensor]',
-                        notes: List[str]) -> 'OrderedDict[str, Tensor]':
+                       notes: List[str]) -> 'OrderedDict[str, Tensor]':
     """mmdetr's weights without :data:`TRAINING_ONLY_KEYS`."""
     patterns = [_template_regex(key) for key in TRAINING_ONLY_KEYS]
     dropped = [k for k in state_dict if any(p.match(k) for p in patterns)]

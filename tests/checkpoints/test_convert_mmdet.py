@@ -20,7 +20,8 @@ from mmengine.registry import MODELS, DefaultScope
 
 from helpers import (assert_same_losses, assert_same_predictions, make_batch,
                      mmdet2_state_dict, mmdet_cfg, mmdetr_cfg, randomize_)
-from mmdetr.utils.convert import convert_state_dict, detect_layout
+from mmdetr.checkpoints.convert import convert_state_dict, detect_layout
+
 
 def build(cfg):
     with DefaultScope.overwrite_default_scope('mmdet'):

@@ -8,12 +8,13 @@ import pytest
 import torch
 from mmdet.datasets import CocoPanopticDataset
 
+from mmdetr.checkpoints import (CheckpointLayoutError, convert_state_dict,
+                                detect_layout)
+from mmdetr.checkpoints.class_names import source_classes
+from mmdetr.checkpoints.convert import (COCO_CATEGORY_IDS,
+                                        COCO_PANOPTIC_STUFF_IDS,
+                                        OFFICIAL_PANOPTIC_LOGITS)
 from mmdetr.panoptic import DETRMaskHead
-from mmdetr.utils import (CheckpointLayoutError, convert_state_dict,
-                          detect_layout)
-from mmdetr.utils.checkpoint_scheme import source_classes
-from mmdetr.utils.convert import (COCO_CATEGORY_IDS, COCO_PANOPTIC_STUFF_IDS,
-                                  OFFICIAL_PANOPTIC_LOGITS)
 from references.reference_detr import official_state_dict
 from references.reference_panoptic import official_mask_state_dict
 

@@ -1,5 +1,5 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
-"""mmdetr/utils/hf_convert.py against the real transformers package.
+"""mmdetr/checkpoints/hf/ against the real transformers package.
 
 transformers builds ``DetrForObjectDetection`` offline with random weights
 and its own ResNet; timm (transformers' other backbone, the hub models')
@@ -19,11 +19,10 @@ from helpers import (ROOT, import_transformers, make_batch, mmdetr_cfg,
                      preprocess)
 from helpers.hf import (assert_matches_hf, hf_inputs, hf_timm_config,
                         official_to_hf_timm, tiny_hf_detr)
-from mmdetr.utils.convert import convert_state_dict
-from mmdetr.utils.hf_convert import (HFConversionError, apply_arch,
-                                     arch_from_model, export_hf,
-                                     hf_to_mmdetr, load_hf_checkpoint,
-                                     mmdetr_to_hf)
+from mmdetr.checkpoints.convert import convert_state_dict
+from mmdetr.checkpoints.hf import (HFConversionError, apply_arch,
+                                   arch_from_model, export_hf, hf_to_mmdetr,
+                                   load_hf_checkpoint, mmdetr_to_hf)
 from references.reference_detr import (OFFICIAL_COCO_NAMES, official_forward,
                                        official_state_dict)
 
@@ -143,7 +142,7 @@ def test_official_to_mmdetr_to_transformers_gives_official_outputs(tmp_path):
     cfg.model['bbox_head']['in_channels'] = 128
     model = build(cfg.model)
     model.load_state_dict(convert_state_dict(official, 'official'))
-    from mmdetr.utils.classifier_remap import coco_classes
+    from mmdetr.checkpoints.class_names import coco_classes
     export_hf(model, cfg, model.state_dict(), coco_classes(), str(tmp_path),
               [])
     hf_model = transformers.DetrForObjectDetection.from_pretrained(
@@ -241,7 +240,7 @@ def test_coco_hub_classifier_drops_the_unused_ids():
     notes = []
     sd, classes, _ = hf_to_mmdetr(official_to_hf_timm(official), config,
                                   notes)
-    from mmdetr.utils.classifier_remap import coco_classes
+    from mmdetr.checkpoints.class_names import coco_classes
     assert classes == coco_classes()
     assert torch.equal(sd['bbox_head.fc_cls.weight'],
                        official['class_embed.weight'][KEEP])
@@ -337,7 +336,7 @@ def test_preprocessor_config_follows_the_test_pipeline(tmp_path):
     cfg = Config.fromfile(f'{ROOT}/configs/detr_r50_8x2_150e_coco.py')
     cfg.model = mmdetr_cfg(num_classes=80)
     model = build(cfg.model)
-    from mmdetr.utils.classifier_remap import coco_classes
+    from mmdetr.checkpoints.class_names import coco_classes
     export_hf(model, cfg, model.state_dict(), coco_classes(), str(tmp_path),
               [])
     with open(tmp_path / 'preprocessor_config.json') as f:

@@ -15,7 +15,7 @@ layout::
 
 ``PATH`` may also be a local Hugging Face transformers DETR: its directory,
 or its ``model.safetensors`` / ``pytorch_model.bin`` with ``config.json``
-beside it (:mod:`mmdetr.utils.hf_convert`); the class names come from
+beside it (:mod:`mmdetr.checkpoints.hf`); the class names come from
 ``id2label``, and the architecture of ``config.json`` is recorded in
 ``meta['hf_architecture']``, which mmdetr's runner checks against the model.
 """
@@ -27,12 +27,11 @@ from urllib.parse import urlparse
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from .checkpoint import load_checkpoint_file
-from .classifier_remap import (CLASSIFIER, checkpoint_classes, coco_classes,
-                               coco_panoptic_classes)
-from .convert import (LAYOUTS, OFFICIAL_COCO_LOGITS, OFFICIAL_PANOPTIC_LOGITS,
-                      convert_state_dict, detect_layout, extract_state_dict)
-from .hf_convert import hf_files, load_hf_checkpoint
+from .class_names import source_classes
+from .convert import (LAYOUTS, convert_state_dict, detect_layout,
+                      extract_state_dict)
+from .hf import hf_files, load_hf_checkpoint
+from .safe_load import load_checkpoint_file
 
 PREFIX = 'mmdetr-convert://'
 # 'detr-r50-e632da11.pth', '..._153551-436d03e8.pth': the first hex digits of
@@ -104,47 +103,3 @@ def _load_hf(filename: str, path: str) -> dict:
     meta = dict(converted_from='hf', dataset_meta=dict(classes=classes),
                 hf_architecture=asdict(arch))
     return dict(state_dict=state_dict, meta=meta)
-
-
-def source_classes(checkpoint, state_dict, layout: str, notes: list):
-    """The class names of a checkpoint's classifier, or None.
-
-    Recorded names (mmengine's ``meta['dataset_meta']``, mmdet 2.x's
-    ``meta['CLASSES']``) win; an official checkpoint with COCO's 92 logits
-    is COCO's (the converter keeps its 80 classes, in COCO's order), an
-    official panoptic one with 251 logits COCO panoptic's 133; an
-    mmdet checkpoint with 80 classes and no names is taken for COCO's, as
-    mmdet's ``init_detector`` does (mmdet's released DETRs are COCO's).
-
-    Args:
-        checkpoint: The loaded file.
-        state_dict (dict): Its weights, in ``layout``'s keys (before
-            conversion).
-        layout (str): The detected layout.
-        notes (list): Receives one line saying where the names came from.
-    """
-    classes = checkpoint_classes(checkpoint)
-    if classes is not None:
-        notes.append(f'class names: {len(classes)} recorded in the '
-                     f'checkpoint\'s meta')
-        return classes
-    weight = state_dict.get('class_embed.weight' if layout == 'official'
-                            else f'{CLASSIFIER}.weight')
-    if layout == 'official' and weight is not None and \
-            len(weight) == OFFICIAL_COCO_LOGITS:
-        notes.append('class names: COCO\'s 80 (official DETR with COCO\'s '
-                     '92 logits)')
-        return coco_classes()
-    panoptic = state_dict.get('detr.class_embed.weight')
-    if layout == 'official_panoptic' and panoptic is not None and \
-            len(panoptic) == OFFICIAL_PANOPTIC_LOGITS:
-        notes.append('class names: COCO panoptic\'s 133 (official panoptic '
-                     'DETR with its 251 logits)')
-        return coco_panoptic_classes()
-    if layout in ('mmdet2', 'mmdet3') and weight is not None and \
-            len(weight) == len(coco_classes()) + 1:
-        notes.append('class names: not recorded; 80 classes + no-object, '
-                     'taken for COCO\'s 80 (as mmdet\'s init_detector does)')
-        return coco_classes()
-    notes.append('class names: not recorded in the checkpoint')
-    return None
