@@ -106,7 +106,7 @@ def test_init_detector_loads_mmengine_checkpoints(coco_root, tmp_path):
 @requires_torch('2.6', "mmengine's loader (so mmdet's init_detector) "
                 'refusing a pickle that runs code: it loads with torch\'s '
                 'default, weights_only=True from torch 2.6 on; mmdetr\'s '
-                'own tools refuse it on every torch (test_checkpoint.py)')
+                'own tools refuse it on every torch (test_safe_load.py)')
 def test_init_detector_refuses_a_checkpoint_that_would_run_code(
         coco_root, tmp_path):
     from mmdet.apis import init_detector
