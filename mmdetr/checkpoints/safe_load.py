@@ -9,6 +9,7 @@ and nothing more, are allowlisted here.
 """
 import _compat_pickle
 import codecs
+import collections
 import pickle
 from typing import List
 
@@ -29,11 +30,15 @@ def trusted_checkpoint_globals() -> List[type]:
                      'float16', 'float32', 'float64')
     }
     import argparse
+    # a file written with numpy 2 names numpy._core, with numpy 1
+    # numpy.core: either loads with either
+    numpy_functions = [(f, f'{module}.multiarray.{f.__name__}')
+                       for f in (multiarray.scalar, multiarray._reconstruct)
+                       for module in ('numpy._core', 'numpy.core')]
     return [
         (_history_buffer_getattr, 'builtins.getattr'),
-        HistoryBuffer, np.ndarray, np.dtype, multiarray.scalar,
-        multiarray._reconstruct, argparse.Namespace, *sorted(
-            dtype_classes, key=lambda c: c.__name__)
+        HistoryBuffer, np.ndarray, np.dtype, *numpy_functions,
+        argparse.Namespace, *sorted(dtype_classes, key=lambda c: c.__name__)
     ]
 
 
@@ -85,18 +90,26 @@ class AllowlistUnpickler(pickle.Unpickler):
     @staticmethod
     def allowed() -> dict:
         """``'module.name'`` -> object, for every allowed global."""
-        allowed = {'_codecs.encode': codecs.encode}  # bytes in protocol 2
+        # what newer torch's weights_only unpickler allows beyond torch
+        # 2.1's (bytes in protocol 2, a few builtins, every dtype, devices)
+        allowed = {
+            '_codecs.encode': codecs.encode,
+            'collections.Counter': collections.Counter,
+            'builtins.set': set,
+            'builtins.complex': complex,
+            'builtins.bytearray': bytearray,
+            'torch.device': torch.device,
+        }
+        allowed.update({
+            f'torch.{name}': getattr(torch, name)
+            for name in dir(torch)
+            if isinstance(getattr(torch, name, None), torch.dtype)
+        })
         allowed.update(_torch_weights_only_globals())
         for item in trusted_checkpoint_globals():
             obj, name = item if isinstance(item, tuple) else (
                 item, f'{item.__module__}.{item.__qualname__}')
             allowed[name] = obj
-            # a file written with numpy 2 names numpy._core, with numpy 1
-            # numpy.core: either loads with either
-            for a, b in (('numpy._core.', 'numpy.core.'),
-                         ('numpy.core.', 'numpy._core.')):
-                if name.startswith(a):
-                    allowed.setdefault(b + name[len(a):], obj)
         return allowed
 
     def find_class(self, module: str, name: str):

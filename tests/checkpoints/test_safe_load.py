@@ -4,6 +4,7 @@ torch: with torch's ``weights_only`` allowlist where torch has one (>= 2.4),
 through :class:`AllowlistUnpickler` where it has not (both paths are tested
 here, on the installed torch)."""
 import os
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -37,7 +38,10 @@ def _mmengine_checkpoint(path):
     ckpt = dict(
         meta=dict(epoch=3, iter=12, seed=np.int64(7),
                   dtype=np.dtype('float32'), arr=np.arange(4.),
-                  message_hub=dict(log_scalars={'train/loss': buffer})),
+                  message_hub=dict(log_scalars={'train/loss': buffer}),
+                  # what torch's own weights_only allows (newer torch)
+                  counts=Counter(a=2), kinds={'x'}, cast=torch.bfloat16,
+                  device=torch.device('cpu')),
         state_dict={'w': torch.randn(3, 2), 'n': torch.tensor(5)},
         optimizer=dict(state={0: dict(step=torch.tensor(4.))},
                        param_groups=[dict(lr=1e-4, params=[0])]))
@@ -54,8 +58,29 @@ def test_mmengine_checkpoints_load(tmp_path, loader_path):
     buffer = got['meta']['message_hub']['log_scalars']['train/loss']
     assert buffer.mean() == pytest.approx((0.5 + 0.25 + 0.125) / 3)
     assert got['optimizer']['param_groups'][0]['lr'] == 1e-4
+    assert got['meta']['counts'] == Counter(a=2)
+    assert got['meta']['kinds'] == {'x'}
+    assert got['meta']['cast'] is torch.bfloat16
+    assert got['meta']['device'] == torch.device('cpu')
     mapped = load_checkpoint_file(str(tmp_path / 'epoch_3.pth'), mmap=True)
     assert torch.equal(mapped['state_dict']['w'], want['state_dict']['w'])
+
+
+def test_numpy_values_load_across_numpy_1_and_2(tmp_path, loader_path):
+    """numpy 2 pickles its arrays and scalars as ``numpy._core.multiarray``
+    functions, numpy 1 as ``numpy.core.multiarray``: a checkpoint written
+    with either loads with either (here: written with the other name)."""
+    path = tmp_path / 'legacy.pth'
+    torch.save(dict(meta=dict(arr=np.arange(3.), seed=np.int64(5))), path,
+               _use_new_zipfile_serialization=False)  # one plain pickle
+    data = path.read_bytes()
+    new, old = b'numpy._core.multiarray\n', b'numpy.core.multiarray\n'
+    this, other = (new, old) if new in data else (old, new)
+    assert this in data
+    path.write_bytes(data.replace(this, other))
+    got = load_checkpoint_file(str(path))
+    assert np.array_equal(got['meta']['arr'], np.arange(3.))
+    assert got['meta']['seed'] == 5
 
 
 def test_official_detr_checkpoints_load(tmp_path, loader_path):
