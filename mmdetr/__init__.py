@@ -33,7 +33,8 @@ if _util.find_spec('torch') is not None:
     import_mmdet_models()
     # registers the components, and the checkpoint prefix 'mmdetr-convert://'
     from . import (compat, datasets, engine, evaluation,  # noqa: F401,E402
-                   extras, models, panoptic, utils, visualization)
+                   extras, models, panoptic, speed, utils,
+                   visualization)
 
     # once per process: every weights_only load (mmengine's resume and
     # load_from, mmdet's tools) accepts the few trusted checkpoint classes

@@ -2,8 +2,9 @@
 """The import graph of the mmdetr package: no cycle, counting the imports
 made inside functions (which hide a cycle from import time, not from the
 reader), and dependencies that flow one way: the core (``mmdetr.models``)
-imports nothing from the edges (training extras, mmdet 2.x forms, engine,
-deployment, utilities)."""
+imports nothing from the edges (speed parts, training extras, mmdet 2.x
+forms, engine, deployment, utilities), and the speed parts
+(``mmdetr.speed``) build on the core and the registry only."""
 import ast
 import os
 import os.path as osp
@@ -13,6 +14,9 @@ from helpers import ROOT
 
 #: what the core may import: itself and the registry
 CORE, CORE_MAY_IMPORT = 'mmdetr.models', ('mmdetr.models', 'mmdetr.registry')
+#: what the speed parts may import: themselves, the core and the registry
+SPEED, SPEED_MAY_IMPORT = 'mmdetr.speed', ('mmdetr.speed', 'mmdetr.models',
+                                           'mmdetr.registry')
 
 
 def package_modules(pkg_dir: str, pkg: str) -> Dict[str, str]:
@@ -108,7 +112,7 @@ def test_mmdetr_has_no_import_cycle():
     graph = import_graph(modules)
     # the walk sees the package's real structure, local imports included
     assert 'mmdetr.engine.runner' in graph['mmdetr.engine.launcher']
-    assert 'mmdetr.models.set_criterion' in graph['mmdetr.models.detr_head']
+    assert 'mmdetr.models.set_targets' in graph['mmdetr.models.detr_head']
     cycle = find_cycle(graph)
     assert cycle is None, 'import cycle: ' + ' -> '.join(cycle)
 
@@ -124,13 +128,16 @@ def reachable(graph: Dict[str, Set[str]], start: str) -> Set[str]:
     return seen
 
 
-def forbidden_imports(graph: Dict[str, Set[str]]) -> Dict[str, Set[str]]:
-    """Core module -> the modules outside the core it reaches."""
+def forbidden_imports(graph: Dict[str, Set[str]], package: str = CORE,
+                      allowed: tuple = CORE_MAY_IMPORT
+                      ) -> Dict[str, Set[str]]:
+    """Module of ``package`` -> the modules outside ``allowed`` it
+    reaches."""
     out = {}
     for module in graph:
-        if module == CORE or module.startswith(CORE + '.'):
+        if module == package or module.startswith(package + '.'):
             bad = {m for m in reachable(graph, module)
-                   if not m.startswith(CORE_MAY_IMPORT)}
+                   if not m.startswith(allowed)}
             if bad:
                 out[module] = bad
     return out
@@ -141,8 +148,16 @@ def test_the_core_imports_nothing_from_the_edges():
     assert forbidden_imports(graph) == {}
     # and the edges do build on the core
     for edge in ('mmdetr.compat.mmdet2_head', 'mmdetr.extras.group_detr',
-                 'mmdetr.deploy.export'):
+                 'mmdetr.deploy.export', 'mmdetr.speed.weight_cache'):
         assert any(m.startswith(CORE) for m in graph[edge]), edge
+
+
+def test_the_speed_parts_build_on_the_core_and_the_registry_only():
+    graph = import_graph(package_modules(osp.join(ROOT, 'mmdetr'), 'mmdetr'))
+    assert 'mmdetr.speed.transforms' in graph
+    assert forbidden_imports(graph, SPEED, SPEED_MAY_IMPORT) == {}
+    assert not any(m.startswith(SPEED) for core in graph
+                   if core.startswith(CORE) for m in graph[core])
 
 
 def test_a_forbidden_import_fails(tmp_path):
