@@ -1,9 +1,10 @@
 # mmdet 2.28's DETR model dict (configs/detr/detr_r50_8x2_150e_coco.py),
-# verbatim, in an mmdet 3.x config: only `_scope_='mmdetr'` and the
-# `data_preprocessor` (which 2.x did not have) are added. mmdetr maps the 2.x
-# `Transformer` spec and `HungarianAssigner(cls_cost=, reg_cost=, iou_cost=)`
-# onto its own classes (mmdetr.compat): the same parameter names and shapes
-# as configs/detr_r50_8x2_150e_coco.py. Data, schedule and runtime are 3.x's
+# verbatim, in an mmdet 3.x config: only `_scope_='mmdetr'`, the
+# `data_preprocessor` (which 2.x did not have) and mmdetr's `speedups` are
+# added. mmdetr maps the 2.x `Transformer` spec and
+# `HungarianAssigner(cls_cost=, reg_cost=, iou_cost=)` onto its own classes
+# (mmdetr.compat): the same parameter names and shapes as
+# configs/detr_r50_8x2_150e_coco.py. Data, schedule and runtime are 3.x's
 # (2.x's `data=`, `optimizer=`, `runner=` ... do not carry over); they come
 # from the mmdet-style config. See docs/mmdet2.md.
 _base_ = './mmdet_style_detr_r50_8x2_150e_coco.py'
@@ -17,6 +18,7 @@ model = dict(
         std=[58.395, 57.12, 57.375],
         bgr_to_rgb=True,
         pad_size_divisor=1),
+    speedups={{_base_.model.speedups}},
     # from here on: mmdet 2.28's model dict
     type='DETR',
     backbone=dict(

@@ -33,7 +33,7 @@ if _util.find_spec('torch') is not None:
     import_mmdet_models()
     # registers the components, and the checkpoint prefix 'mmdetr-convert://'
     from . import (checkpoints, compat, datasets,  # noqa: F401,E402
-                   engine, evaluation, extras, models, panoptic,
+                   engine, evaluation, extras, models, panoptic, speed,
                    visualization)
 
     # once per process: every weights_only load (mmengine's resume and

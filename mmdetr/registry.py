@@ -24,7 +24,8 @@ from typing import Callable, Dict, Iterator, List, Optional
 from mmdet import registry as mmdet_registry
 from mmengine.registry import Registry
 
-_LOCATIONS = ['mmdetr.models', 'mmdetr.extras', 'mmdetr.panoptic']
+_LOCATIONS = ['mmdetr.models', 'mmdetr.speed', 'mmdetr.extras',
+              'mmdetr.panoptic']
 
 #: type name -> adapters, each ``adapter(cfg) -> cfg or None`` (None: not
 #: its form)

@@ -2,9 +2,10 @@
 """The import graph of the mmdetr package: no cycle, counting the imports
 made inside functions (which hide a cycle from import time, not from the
 reader), and dependencies that flow one way: the core (``mmdetr.models``)
-imports nothing from the edges (training extras, mmdet 2.x forms, engine,
-deployment, checkpoints), and the checkpoint package reads the model it
-fills without importing it."""
+imports nothing from the edges (speed parts, training extras, mmdet 2.x
+forms, engine, deployment, checkpoints), the speed parts
+(``mmdetr.speed``) build on the core and the registry only, and the
+checkpoint package reads the model it fills without importing it."""
 import ast
 import os
 import os.path as osp
@@ -19,6 +20,9 @@ CORE, CORE_MAY_IMPORT = 'mmdetr.models', ('mmdetr.models', 'mmdetr.registry')
 #: models it reads by their attributes, nor the engine, which loads with it
 CHECKPOINTS = 'mmdetr.checkpoints'
 CHECKPOINTS_MAY_IMPORT = (CHECKPOINTS, 'mmdetr.registry', 'mmdetr.datasets')
+#: what the speed parts may import: themselves, the core and the registry
+SPEED, SPEED_MAY_IMPORT = 'mmdetr.speed', ('mmdetr.speed', 'mmdetr.models',
+                                           'mmdetr.registry')
 
 
 def package_modules(pkg_dir: str, pkg: str) -> Dict[str, str]:
@@ -114,7 +118,7 @@ def test_mmdetr_has_no_import_cycle():
     graph = import_graph(modules)
     # the walk sees the package's real structure, local imports included
     assert 'mmdetr.engine.runner' in graph['mmdetr.engine.launcher']
-    assert 'mmdetr.models.set_criterion' in graph['mmdetr.models.detr_head']
+    assert 'mmdetr.models.set_targets' in graph['mmdetr.models.detr_head']
     cycle = find_cycle(graph)
     assert cycle is None, 'import cycle: ' + ' -> '.join(cycle)
 
@@ -151,7 +155,7 @@ def test_the_core_imports_nothing_from_the_edges():
     assert forbidden_imports(graph) == {}
     # and the edges do build on the core
     for edge in ('mmdetr.compat.mmdet2_head', 'mmdetr.extras.group_detr',
-                 'mmdetr.deploy.export'):
+                 'mmdetr.deploy.export', 'mmdetr.speed.weight_cache'):
         assert any(m.startswith(CORE) for m in graph[edge]), edge
 
 
@@ -198,3 +202,11 @@ def test_a_cycle_through_a_local_import_is_found(tmp_path):
     # without the local import there is none
     (pkg / 'b.py').write_text('def g():\n    return 1\n')
     assert find_cycle(import_graph(package_modules(str(pkg), 'pkg'))) is None
+
+
+def test_the_speed_parts_build_on_the_core_and_the_registry_only():
+    graph = import_graph(package_modules(osp.join(ROOT, 'mmdetr'), 'mmdetr'))
+    assert 'mmdetr.speed.transforms' in graph
+    assert forbidden_imports(graph, SPEED, SPEED_MAY_IMPORT) == {}
+    assert not any(m.startswith(SPEED) for core in graph
+                   if core.startswith(CORE) for m in graph[core])

@@ -16,19 +16,19 @@ def _assert_mmdetr_parts(model):
     parts = dict(
         detector=model,
         head=head,
-        assigner=head.criterion.assigner,
+        assigner=head.assigner,
         transformer=head.transformer,
         positional_encoding=head.positional_encoding,
         **{
             f'cost{i}': c
-            for i, c in enumerate(head.criterion.assigner.match_costs)
+            for i, c in enumerate(head.assigner.match_costs)
         })
     for name, obj in parts.items():
         assert type(obj).__module__.startswith('mmdetr.'), (
             name, type(obj).__module__)
     # what mmdetr does not define comes from mmdet
     assert type(model.backbone).__module__.startswith('mmdet.')
-    assert type(head.criterion.loss_cls).__module__.startswith('mmdet.')
+    assert type(head.loss_cls).__module__.startswith('mmdet.')
 
 
 def test_custom_imports_config_builds_mmdetr_components(tmp_path):

@@ -4,9 +4,9 @@
 - :mod:`.mmdet2_config`: 2.x ``Transformer`` specs -> ``DetrTransformer``
   arguments;
 - :mod:`.mmdet2_head`: :class:`DETRHead` with 2.x's methods
-  (``forward_train``, tuple ``get_bboxes``, ``simple_test_bboxes``,
-  ``simple_test``, ``get_targets``, ``_get_target_single``) and img_meta
-  normalisation;
+  (``forward_train``, ``loss``/``loss_single`` with lists of ground
+  truths, tuple ``get_bboxes``, ``simple_test_bboxes``, ``simple_test``,
+  ``get_targets``, ``_get_target_single``) and img_meta normalisation;
 - :mod:`.mmdet2_costs`: :class:`HungarianAssigner` with 2.x's arguments and
   ``assign`` call, and match costs answering 2.x's tensor calls.
 

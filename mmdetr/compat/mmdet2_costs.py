@@ -25,7 +25,7 @@ from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from mmdetr.models import hungarian_assigner, match_cost
+from mmdetr.models import hungarian_assigner
 from mmdetr.registry import build_task_util, register_config_adapter
 
 # mmdet 2.x HungarianAssigner defaults
@@ -51,17 +51,18 @@ def translate_assigner_costs(cls_cost: Optional[dict] = None,
     ]
 
 
-class ClassificationCost(match_cost.ClassificationCost):
+class ClassificationCost(hungarian_assigner.ClassificationCost):
     """Also ``cost(cls_pred, gt_labels)``: minus the softmax probability of
     each ground truth's class, (num_query, num_gt)."""
 
     def __call__(self, pred_instances, gt_instances, img_meta=None):
         if isinstance(pred_instances, Tensor):
-            return self.compute(pred_instances, gt_instances)
+            pred_instances = InstanceData(scores=pred_instances)
+            gt_instances = InstanceData(labels=gt_instances)
         return super().__call__(pred_instances, gt_instances, img_meta)
 
 
-class BBoxL1Cost(match_cost.BBoxL1Cost):
+class BBoxL1Cost(hungarian_assigner.BBoxL1Cost):
     """Also ``cost(bbox_pred, gt_bboxes)`` with normalised (cx, cy, w, h)
     predictions and normalised (x1, y1, x2, y2) ground truths, compared in
     ``box_format`` (one of them converted), (num_query, num_gt)."""
@@ -77,13 +78,14 @@ class BBoxL1Cost(match_cost.BBoxL1Cost):
         return torch.cdist(pred, target, p=1) * self.weight
 
 
-class IoUCost(match_cost.IoUCost):
+class IoUCost(hungarian_assigner.IoUCost):
     """Also ``cost(bboxes, gt_bboxes)`` with absolute (x1, y1, x2, y2)
     boxes: minus their (generalised) IoU, (num_query, num_gt)."""
 
     def __call__(self, pred_instances, gt_instances, img_meta=None):
         if isinstance(pred_instances, Tensor):
-            return self.compute(pred_instances, gt_instances)
+            pred_instances = InstanceData(bboxes=pred_instances)
+            gt_instances = InstanceData(bboxes=gt_instances)
         return super().__call__(pred_instances, gt_instances, img_meta)
 
 

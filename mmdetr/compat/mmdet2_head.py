@@ -4,8 +4,10 @@
 :class:`DETRHead` here is :class:`mmdetr.models.DETRHead` plus
 ``forward_train``, ``get_bboxes`` (tuples), ``simple_test_bboxes``,
 ``simple_test``, ``get_targets`` and ``_get_target_single`` as 2.x had
-them, with img_metas as 2.x wrote them, 2.x's default assigner, and a
-``type`` key accepted (``DETRHead(**cfg)``). The network, its weights and
+them, ``loss`` and ``loss_single`` also in 2.x's calls (lists of ground
+truths and img_metas), with img_metas as 2.x wrote them, 2.x's default
+assigner, 2.x's ``num_reg_fcs`` and a ``type`` key accepted
+(``DETRHead(**cfg)``). The network, its weights and
 the 3.x methods are the core head's; a head config whose ``transformer`` is
 2.x's ``Transformer`` spec builds this class (:func:`register_adapters`).
 """
@@ -14,14 +16,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
 from torch import Tensor
 
 from mmdetr.models import detr_head
-from mmdetr.models.set_criterion import pad_ground_truths
+from mmdetr.models.set_targets import SetTargets
 from mmdetr.registry import register_config_adapter
 
-from .mmdet2_config import is_mmdet2_transformer, translate_transformer
+from .mmdet2_config import (Mmdet2ConfigError, is_mmdet2_transformer,
+                            translate_transformer)
 
 #: mmdet 2.x DETRHead's default train_cfg
 MMDET2_TRAIN_CFG = dict(
@@ -93,13 +95,50 @@ class DETRHead(detr_head.DETRHead):
                  *args,
                  train_cfg: Optional[dict] = MMDET2_TRAIN_CFG,
                  type: Optional[str] = None,
+                 num_reg_fcs: int = 2,
                  **kwargs) -> None:
+        if num_reg_fcs != 2:
+            raise Mmdet2ConfigError(
+                f'DETRHead: num_reg_fcs={num_reg_fcs!r}; mmdetr\'s box FFN '
+                'has DETR\'s 2 hidden layers (num_reg_fcs=2)')
         super().__init__(*args, train_cfg=train_cfg, **kwargs)
 
-    @property
-    def assigner(self):
-        """The matcher, where 2.x code reads it (``head.assigner``)."""
-        return self.criterion.assigner
+    def loss(self, *args, **kwargs):
+        """:meth:`mmdetr.models.DETRHead.loss`, or 2.x's
+        ``loss(all_cls_scores_list, all_bbox_preds_list, gt_bboxes_list,
+        gt_labels_list, img_metas, gt_bboxes_ignore=None)`` (per-level
+        lists of predictions; the last level is used), which returns the
+        losses only."""
+        if not isinstance(args[0], (list, tuple)):
+            return super().loss(*args, **kwargs)
+        return self._mmdet2_loss(*args, **kwargs)
+
+    def _mmdet2_loss(self, all_cls_scores_list: List[Tensor],
+                     all_bbox_preds_list: List[Tensor],
+                     gt_bboxes_list: List[Tensor],
+                     gt_labels_list: List[Tensor], img_metas: List[dict],
+                     gt_bboxes_ignore: Optional[list] = None
+                     ) -> Dict[str, Tensor]:
+        if gt_bboxes_ignore is not None:
+            raise NotImplementedError(
+                'DETRHead: gt_bboxes_ignore is not supported')
+        targets = SetTargets.build(gt_bboxes_list, gt_labels_list, img_metas)
+        return super().loss(all_cls_scores_list[-1], all_bbox_preds_list[-1],
+                            targets)[0]
+
+    def loss_single(self, cls_scores: Tensor, bbox_preds: Tensor, *args,
+                    **kwargs):
+        """:meth:`mmdetr.models.DETRHead.loss_single`, or 2.x's
+        ``loss_single(cls_scores, bbox_preds, gt_bboxes_list,
+        gt_labels_list, img_metas, gt_bboxes_ignore_list=None)``: one
+        decoder layer's (bs, num_query, ...) predictions matched and scored
+        on their own; returns (loss_cls, loss_bbox, loss_iou)."""
+        if 'targets' in kwargs:
+            return super().loss_single(cls_scores, bbox_preds, *args,
+                                       **kwargs)
+        losses = self._mmdet2_loss([cls_scores[None]], [bbox_preds[None]],
+                                   *args, **kwargs)
+        return losses['loss_cls'], losses['loss_bbox'], losses['loss_iou']
 
     def forward_train(self,
                       x: Sequence[Tensor],
@@ -204,7 +243,7 @@ class DETRHead(detr_head.DETRHead):
                     img_metas: List[dict],
                     gt_bboxes_ignore_list: Optional[list] = None) -> tuple:
         """Dense targets of one decoder layer's predictions, as 2.x: the
-        batch matched in one pass (:meth:`SetCriterion.match`).
+        batch matched in one pass (:meth:`HungarianAssigner.match`).
 
         Args:
             cls_scores_list (list[Tensor]): Per image, (num_query, C).
@@ -225,32 +264,25 @@ class DETRHead(detr_head.DETRHead):
                 'DETRHead: gt_bboxes_ignore is not supported')
         cls_scores = torch.stack(cls_scores_list)[None]
         bbox_preds = torch.stack(bbox_preds_list)[None]
-        matches = self.criterion.match(cls_scores, bbox_preds,
-                                       gt_bboxes_list, gt_labels_list,
-                                       img_metas)
-        labels = matches.labels[0]
-        pos = matches.gt_inds[0] > 0  # (bs, num_query)
-        label_weights = self.label_weights(bbox_preds[0], matches)
+        targets = SetTargets.build(gt_bboxes_list, gt_labels_list, img_metas)
+        img, query, gt = self.assigner.match(cls_scores, bbox_preds,
+                                             targets)[0]
+        labels = torch.full(cls_scores.shape[1:3], self.num_classes,
+                            dtype=torch.long, device=cls_scores.device)
+        labels[img, query] = targets.labels[img, gt]
+        label_weights = self.label_weights(bbox_preds, [(img, query, gt)],
+                                           targets)[0]
         if label_weights is None:
-            label_weights = bbox_preds.new_ones(pos.numel())
-        label_weights = label_weights.reshape(pos.shape)
-        bbox_weights = pos[..., None].expand(*pos.shape, 4).to(
-            bbox_preds.dtype)
+            label_weights = bbox_preds.new_ones(labels.numel())
+        label_weights = label_weights.reshape(labels.shape)
         bbox_targets = torch.zeros_like(bbox_preds[0])
-        _, gt_bboxes = pad_ground_truths(gt_labels_list, gt_bboxes_list,
-                                         bbox_preds.dtype)
-        if gt_bboxes.shape[1] > 0:
-            # each prediction's ground truth (the first one for the
-            # unmatched, zeroed by the weights)
-            index = (matches.gt_inds[0] - 1).clamp(min=0)
-            boxes = gt_bboxes.gather(1, index[..., None].expand(
-                *index.shape, 4))
-            bbox_targets = bbox_xyxy_to_cxcywh(
-                boxes / matches.factors[:, None]) * bbox_weights
-        num_total_pos = matches.num_pos[0]
-        num_total_neg = pos.numel() - num_total_pos
+        bbox_weights = torch.zeros_like(bbox_preds[0])
+        bbox_targets[img, query] = targets.boxes[img, gt]
+        bbox_weights[img, query] = 1.0
+        num_total_pos = len(img)
         return (list(labels), list(label_weights), list(bbox_targets),
-                list(bbox_weights), num_total_pos, num_total_neg)
+                list(bbox_weights), num_total_pos,
+                labels.numel() - num_total_pos)
 
     def _get_target_single(self,
                            cls_score: Tensor,

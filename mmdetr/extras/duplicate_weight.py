@@ -23,13 +23,14 @@ gets the weight; the other layers' auxiliary losses keep DETR's. Removing
 duplicates is the last layer's job: inference returns its output, and its
 self-attention sees what the other queries predicted in the layers before.
 """
-from typing import Optional
+from typing import List, Optional
 
+import torch
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps
 from torch import Tensor
 
 from mmdetr.models.detr_head import DETRHead
-from mmdetr.models.set_criterion import SetMatches
+from mmdetr.models.set_targets import SetTargets
 from mmdetr.registry import MODELS
 
 #: DuplicateWeightDETRHead(duplicate_weight_layers=...): the layers weighed
@@ -90,9 +91,8 @@ class DuplicateWeightDETRHead(DETRHead):
             is a would-be duplicate, in [0, 1). Defaults to 0.5.
         duplicate_weight_layers (str): Which decoder layers' losses get the
             weight: ``'all'``, or ``'last'``, the layer whose predictions
-            inference returns (the others keep DETR's weights). A layer
-            scored on its own (:meth:`loss_single` without matches) counts
-            as the last. Defaults to ``'all'``.
+            inference returns (the others keep DETR's weights). Defaults to
+            ``'all'``.
         **kwargs: :class:`DETRHead`'s; ``loss_cls`` must be the softmax
             cross-entropy with ``bg_cls_weight`` > 0.
     """
@@ -112,7 +112,7 @@ class DuplicateWeightDETRHead(DETRHead):
                 not duplicate_cls_weight > 0:
             raise ValueError(f'{name}: duplicate_cls_weight must be a number '
                              f'> 0, got {duplicate_cls_weight!r}')
-        bg_cls_weight = self.criterion.bg_cls_weight
+        bg_cls_weight = self.bg_cls_weight
         if self.use_sigmoid or not bg_cls_weight:
             raise ValueError(
                 f'{name}: duplicate_cls_weight needs the softmax '
@@ -127,14 +127,23 @@ class DuplicateWeightDETRHead(DETRHead):
         self.duplicate_iou_thr = duplicate_iou_thr
         self.duplicate_weight_layers = duplicate_weight_layers
 
-    def label_weights(self, bbox_preds: Tensor,
-                      matches: SetMatches) -> Optional[Tensor]:
-        """Heavier on would-be duplicates (on the layers configured);
-        ``bbox_preds`` (bs, num_query, 4) normalised (cx, cy, w, h)."""
-        if self.duplicate_weight_layers == 'last' and not matches.is_last:
-            return None
-        return duplicate_label_weights(
-            bbox_cxcywh_to_xyxy(bbox_preds) * matches.factors[:, None],
-            matches.gt_bboxes, matches.labels[0], self.num_classes,
-            self.criterion.bg_cls_weight, self.duplicate_cls_weight,
-            self.duplicate_iou_thr)
+    def label_weights(self, all_bbox_preds: Tensor, indices: list,
+                      targets: SetTargets) -> List[Optional[Tensor]]:
+        """Heavier on would-be duplicates, on the layers configured;
+        ``all_bbox_preds`` (num_layers, bs, num_query, 4) normalised
+        (cx, cy, w, h)."""
+        weights = [None] * len(indices)
+        layers = range(len(indices)) if self.duplicate_weight_layers == \
+            'all' else [len(indices) - 1]
+        for n in layers:
+            bbox_preds = all_bbox_preds[n]
+            img, query, gt = indices[n]
+            labels = torch.full(bbox_preds.shape[:2], self.num_classes,
+                                dtype=torch.long, device=bbox_preds.device)
+            labels[img, query] = targets.labels[img, gt]
+            weights[n] = duplicate_label_weights(
+                bbox_cxcywh_to_xyxy(bbox_preds) * targets.factors[:, None],
+                targets.corners, labels, self.num_classes,
+                self.bg_cls_weight, self.duplicate_cls_weight,
+                self.duplicate_iou_thr)
+        return weights

@@ -24,7 +24,8 @@ Configs: ``bbox_head=dict(type='GroupDETRHead', num_query_groups=K, ...)``
 with a ``DetrTransformer`` config, which becomes a
 :class:`GroupDetrTransformer`.
 """
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+import dataclasses
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -32,6 +33,7 @@ from torch import Tensor
 
 from mmdetr.models.detr import register_training_only
 from mmdetr.models.detr_head import DETRHead
+from mmdetr.models.set_targets import SetMatches, SetTargets
 from mmdetr.models.transformer import (DetrTransformer,
                                        DetrTransformerDecoderLayer)
 from mmdetr.registry import MODELS
@@ -184,25 +186,24 @@ class GroupDETRHead(DETRHead):
         return torch.cat(
             [self.query_embedding.weight, self.group_query_embedding.weight])
 
-    def loss(self, all_cls_scores_list: List[Tensor],
-             all_bbox_preds_list: List[Tensor], gt_bboxes_list: List[Tensor],
-             gt_labels_list: List[Tensor], img_metas: List[dict],
-             gt_bboxes_ignore: Optional[list] = None) -> Dict[str, Tensor]:
+    def loss(self, all_cls_scores: Tensor, all_bbox_preds: Tensor,
+             targets: SetTargets) -> Tuple[Dict[str, Tensor], SetMatches]:
         """DETR's set loss with each query group as one more copy of the
         batch (:func:`groups_as_images`); arguments as
         :meth:`DETRHead.loss`, with num_query_groups * num_query queries in
-        training (as :meth:`queries` gives them)."""
+        training (as :meth:`queries` gives them). The matching it returns
+        indexes those copies: image ``g * bs + i`` is group g of image i."""
         if self.training:
-            all_cls_scores, all_bbox_preds, (
-                gt_bboxes_list, gt_labels_list, img_metas) = groups_as_images(
-                    all_cls_scores_list[-1], all_bbox_preds_list[-1],
-                    self.num_query_groups, gt_bboxes_list, gt_labels_list,
-                    img_metas)
-            all_cls_scores_list = [all_cls_scores]
-            all_bbox_preds_list = [all_bbox_preds]
-        return super().loss(all_cls_scores_list, all_bbox_preds_list,
-                            gt_bboxes_list, gt_labels_list, img_metas,
-                            gt_bboxes_ignore)
+            k = self.num_query_groups
+            all_cls_scores, all_bbox_preds, (img_metas, ) = groups_as_images(
+                all_cls_scores, all_bbox_preds, k, targets.img_metas)
+            targets = dataclasses.replace(
+                targets, labels=targets.labels.repeat(k, 1),
+                boxes=targets.boxes.repeat(k, 1, 1),
+                corners=targets.corners.repeat(k, 1, 1),
+                factors=targets.factors.repeat(k, 1),
+                num_gts=targets.num_gts * k, img_metas=img_metas)
+        return super().loss(all_cls_scores, all_bbox_preds, targets)
 
 
 register_training_only('bbox_head.group_query_embedding.')

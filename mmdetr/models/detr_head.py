@@ -1,7 +1,13 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
-"""DETR's head: padding mask, input projection, positional encoding,
-transformer, class and box predictors, the set loss of every decoder layer
-(:mod:`~mmdetr.models.set_criterion`) and the conversion to detections.
+"""DETR's head: input projection, positional encoding, transformer, class
+and box predictors, the set loss of every decoder layer and the conversion
+to detections.
+
+The set loss (paper section 3.1, eq. 1-2), as official DETR's
+``SetCriterion``: the assigner matches every decoder layer and image of a
+batch at once (:meth:`HungarianAssigner.match`), then :meth:`loss_single`
+scores each layer: cross-entropy over every prediction ("no object" for
+the unmatched ones), L1 and GIoU over the matched ones.
 
 The padding mask and the post-processing are plain tensor functions
 (:func:`~mmdetr.models.padding_mask.feature_padding_mask`,
@@ -11,18 +17,20 @@ computes them with the same code.
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 from mmdet.models.utils import multi_apply
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
+from mmdet.utils import reduce_mean
 from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmdetr.models.padding_mask import feature_padding_mask, image_sizes
 from mmdetr.models.precision import float32_region, to_float32
-from mmdetr.models.set_criterion import SetCriterion, SetMatches
-from mmdetr.registry import MODELS, build_model
+from mmdetr.models.set_targets import SetMatches, SetTargets
+from mmdetr.registry import MODELS, build_model, build_task_util
 
 DEFAULT_ASSIGNER = dict(
     type='HungarianAssigner',
@@ -36,10 +44,9 @@ DEFAULT_ASSIGNER = dict(
 def top_detections(cls_scores: Tensor, bbox_preds: Tensor, img_hw: Tensor,
                    num_dets: int, use_sigmoid: bool
                    ) -> Tuple[Tensor, Tensor, Tensor]:
-    """The ``num_dets`` best detections of each image, best first.
-
-    Softmax classifier: each query's best real class ("no object" is never
-    a detection); sigmoid: the best (query, class) pairs.
+    """The ``num_dets`` best detections of each image, best first: each
+    query's best real class ("no object" is never a detection), or with a
+    sigmoid classifier the best (query, class) pairs.
 
     Args:
         cls_scores (Tensor): Logits, has shape (bs, num_query, C).
@@ -77,15 +84,14 @@ class DETRHead(BaseModule):
     boxes per decoder layer, their set loss, and detections.
 
     ``forward`` runs :meth:`forward_single` on each feature level (DETR uses
-    one); ``loss`` matches every decoder layer at once and runs
-    :meth:`loss_single` on each (:class:`SetCriterion` matches and scores);
-    :meth:`predict_by_feat` gives ``InstanceData`` detections.
+    one); :meth:`loss` matches every decoder layer at once and runs
+    :meth:`loss_single` on each; :meth:`predict_by_feat` gives
+    ``InstanceData`` detections.
 
     Args:
         num_classes (int): Object classes, without "no object".
         in_channels (int): Channels of the backbone feature map.
         num_query (int): Object queries. Defaults to 100.
-        num_reg_fcs (int): Hidden layers of the box MLP. Defaults to 2.
         transformer (dict): :class:`DetrTransformer` config.
         positional_encoding (dict): Positional encoding config; its
             ``num_feats * 2`` must equal the transformer's ``embed_dims``.
@@ -105,7 +111,6 @@ class DETRHead(BaseModule):
                  num_classes: int,
                  in_channels: int,
                  num_query: int = 100,
-                 num_reg_fcs: int = 2,
                  transformer: dict = dict(type='DetrTransformer'),
                  positional_encoding: dict = dict(
                      type='SinePositionalEncoding',
@@ -131,13 +136,37 @@ class DETRHead(BaseModule):
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.num_query = num_query
-        self.num_reg_fcs = num_reg_fcs
+        self.sync_cls_avg_factor = sync_cls_avg_factor
+        self.assigner = build_task_util(
+            (train_cfg or {}).get('assigner', DEFAULT_ASSIGNER))
+        if not callable(getattr(self.assigner, 'match', None)):
+            raise TypeError(
+                'DETRHead: train_cfg.assigner '
+                f'{type(self.assigner).__name__} has no batched match(); use '
+                "HungarianAssigner (mmdet's match costs work in it)")
+        # the losses
+        loss_cls = dict(loss_cls)
+        bg_cls_weight = loss_cls.pop('bg_cls_weight', None)
+        class_weight = loss_cls.get('class_weight', None)
         self.use_sigmoid = loss_cls.get('use_sigmoid', False)
         self.cls_out_channels = num_classes if self.use_sigmoid \
             else num_classes + 1
-        self.criterion = SetCriterion(
-            num_classes, (train_cfg or {}).get('assigner', DEFAULT_ASSIGNER),
-            loss_cls, loss_bbox, loss_iou, sync_cls_avg_factor)
+        self.loss_cls = build_model(loss_cls)
+        self.loss_bbox = build_model(loss_bbox)
+        self.loss_iou = build_model(loss_iou)
+        self.bg_cls_weight = 0
+        if class_weight is not None and not self.use_sigmoid:
+            # NOTE following the official DETR repo, "no object" gets its
+            # own weight (eos_coef), the object classes share class_weight;
+            # a buffer, so that it moves to the device with the model
+            self.bg_cls_weight = class_weight if bg_cls_weight is None \
+                else bg_cls_weight
+            weight = torch.full((num_classes + 1, ), float(class_weight))
+            weight[-1] = self.bg_cls_weight
+            self.loss_cls.__dict__.pop('class_weight', None)
+            self.loss_cls.register_buffer('class_weight', weight,
+                                          persistent=False)
+        # the network
         self.positional_encoding = build_model(positional_encoding)
         self.transformer = build_model(transformer)
         self.embed_dims = self.transformer.embed_dims
@@ -147,17 +176,13 @@ class DETRHead(BaseModule):
                 'DETRHead: positional_encoding.num_feats * 2 must equal the '
                 f'transformer embed_dims, got num_feats={num_feats} and '
                 f'embed_dims={self.embed_dims}')
-        self.input_proj = nn.Conv2d(
-            self.in_channels, self.embed_dims, kernel_size=1)
-        self.query_embedding = nn.Embedding(self.num_query, self.embed_dims)
+        self.input_proj = nn.Conv2d(in_channels, self.embed_dims, 1)
+        self.query_embedding = nn.Embedding(num_query, self.embed_dims)
         self.fc_cls = nn.Linear(self.embed_dims, self.cls_out_channels)
-        reg_layers = []
-        for _ in range(self.num_reg_fcs):
-            reg_layers += [
-                nn.Linear(self.embed_dims, self.embed_dims),
-                nn.ReLU(inplace=True)
-            ]
-        self.reg_ffn = nn.Sequential(*reg_layers)
+        # the paper's box FFN: a 3-layer perceptron with ReLU
+        self.reg_ffn = nn.Sequential(
+            nn.Linear(self.embed_dims, self.embed_dims), nn.ReLU(inplace=True),
+            nn.Linear(self.embed_dims, self.embed_dims), nn.ReLU(inplace=True))
         self.fc_reg = nn.Linear(self.embed_dims, 4)
 
     def init_weights(self) -> None:
@@ -168,66 +193,24 @@ class DETRHead(BaseModule):
     # ------------------------------------------------------------ forward
     def forward(self, feats: Sequence[Tensor],
                 img_metas: List[dict]) -> Tuple[List[Tensor], List[Tensor]]:
-        """Run :meth:`forward_single` on every feature level.
-
-        Args:
-            feats (tuple[Tensor]): Per level, has shape (bs, c, h, w).
-            img_metas (list[dict]): Per-image meta.
-
-        Returns:
-            tuple[list[Tensor], list[Tensor]]: per level, class scores and
-            boxes as returned by :meth:`forward_single`.
-        """
-        img_metas_list = [img_metas for _ in range(len(feats))]
-        return multi_apply(self.forward_single, feats, img_metas_list)
+        """:meth:`forward_single` on every feature level (bs, c, h, w):
+        per level, its class scores and boxes."""
+        return multi_apply(self.forward_single, feats,
+                           [img_metas] * len(feats))
 
     def forward_single(self, x: Tensor,
                        img_metas: List[dict]) -> Tuple[Tensor, Tensor]:
-        """Predict from one feature level.
-
-        Args:
-            x (Tensor): Features, has shape (bs, in_channels, h, w).
-            img_metas (list[dict]): Per-image meta with ``img_shape`` and
-                ``batch_input_shape``.
-
-        Returns:
-            tuple[Tensor, Tensor]: logits (num_decoder_layers, bs,
-            num_query, cls_out_channels) and normalised (cx, cy, w, h)
-            boxes (num_decoder_layers, bs, num_query, 4).
-        """
-        outputs = self.forward_outputs(x, img_metas)
-        return outputs['cls_scores'], outputs['bbox_preds']
-
-    def forward_outputs(self, x: Tensor,
-                        img_metas: List[dict]) -> Dict[str, Tensor]:
-        """Everything the head computes from one feature level.
-
-        Args:
-            x (Tensor): Features, has shape (bs, in_channels, h, w).
-            img_metas (list[dict]): Per-image meta.
-
-        Returns:
-            dict[str, Tensor]: :meth:`forward_transformer`'s outputs and
-            ``cls_scores`` (num_decoder_layers, bs, num_query,
-            cls_out_channels), ``bbox_preds`` (num_decoder_layers, bs,
-            num_query, 4) normalised (cx, cy, w, h).
-        """
+        """Every decoder layer's logits (num_decoder_layers, bs, num_query,
+        cls_out_channels) and normalised (cx, cy, w, h) boxes
+        (num_decoder_layers, bs, num_query, 4) from features
+        (bs, in_channels, h, w) and each image's ``img_shape`` within
+        ``batch_input_shape``."""
         outputs = self.forward_transformer(x, self.padding_mask(x, img_metas))
-        outputs['cls_scores'], outputs['bbox_preds'] = self.predict_layers(
-            outputs['hidden_states'])
-        return outputs
+        return self.predict_layers(outputs['hidden_states'])
 
     def padding_mask(self, x: Tensor, img_metas: List[dict]) -> Tensor:
-        """True at the feature pixels that lie in an image's padding.
-
-        Args:
-            x (Tensor): Features, has shape (bs, c, h, w).
-            img_metas (list[dict]): Per image, ``img_shape`` (h, w) and
-                ``batch_input_shape`` (H, W).
-
-        Returns:
-            Tensor: bool, has shape (bs, h, w).
-        """
+        """True at the feature pixels that lie in an image's padding, shape
+        (bs, h, w), from each ``img_shape`` within ``batch_input_shape``."""
         input_hw = torch.tensor(img_metas[0]['batch_input_shape'][:2])
         return feature_padding_mask(image_sizes(img_metas, x), input_hw, x)
 
@@ -260,17 +243,10 @@ class DETRHead(BaseModule):
         return self.query_embedding.weight
 
     def predict_layers(self, hidden_states: Tensor) -> Tuple[Tensor, Tensor]:
-        """Class logits and normalised (cx, cy, w, h) boxes of each query.
-
-        Args:
-            hidden_states (Tensor): has shape (..., num_query, embed_dims).
-
-        Returns:
-            tuple[Tensor, Tensor]: (..., num_query, cls_out_channels) and
-            (..., num_query, 4), float32 also under mixed precision.
-        """
-        # float32 under mixed precision (mmdetr.models.precision): boxes
-        # and scores to full precision, at the cost of a few small layers
+        """Class logits and normalised (cx, cy, w, h) boxes of each query,
+        (..., num_query, cls_out_channels) and (..., num_query, 4), from
+        ``hidden_states`` (..., num_query, embed_dims); float32 also under
+        mixed precision (:mod:`~mmdetr.models.precision`)."""
         with float32_region(hidden_states):
             hidden_states = to_float32(hidden_states)
             cls_scores = self.fc_cls(hidden_states)
@@ -278,125 +254,109 @@ class DETRHead(BaseModule):
         return cls_scores, bbox_preds
 
     # --------------------------------------------------------------- loss
-    def loss(self,
-             all_cls_scores_list: List[Tensor],
-             all_bbox_preds_list: List[Tensor],
-             gt_bboxes_list: List[Tensor],
-             gt_labels_list: List[Tensor],
-             img_metas: List[dict],
-             gt_bboxes_ignore: Optional[List[Tensor]] = None
-             ) -> Dict[str, Tensor]:
-        """Set loss of every decoder layer.
+    def loss(self, all_cls_scores: Tensor, all_bbox_preds: Tensor,
+             targets: SetTargets) -> Tuple[Dict[str, Tensor], SetMatches]:
+        """The set loss of every decoder layer, and the matching it scored.
 
-        Every decoder layer and image is matched in one pass
-        (:meth:`SetCriterion.match`: the one wait for the device), then
-        :meth:`loss_single` scores each layer against its matches.
-        Matching and losses run in float32 with autocast off, so mixed
+        Matching and losses run in float32 with autocast off: mixed
         precision changes neither the assignment nor the loss arithmetic.
 
         Args:
-            all_cls_scores_list (list[Tensor]): Per level, logits of shape
-                (num_decoder_layers, bs, num_query, cls_out_channels); only
-                the last level is used.
-            all_bbox_preds_list (list[Tensor]): Per level, normalised
-                (cx, cy, w, h) of shape (num_decoder_layers, bs, num_query, 4).
-            gt_bboxes_list (list[Tensor]): Per image, absolute
-                (x1, y1, x2, y2) of shape (num_gts, 4).
-            gt_labels_list (list[Tensor]): Per image, shape (num_gts, ).
-            img_metas (list[dict]): Per-image meta.
-            gt_bboxes_ignore (None): Not supported; must be None.
+            all_cls_scores (Tensor): Logits, has shape
+                (num_decoder_layers, bs, num_query, cls_out_channels).
+            all_bbox_preds (Tensor): Normalised (cx, cy, w, h), has shape
+                (num_decoder_layers, bs, num_query, 4).
+            targets (SetTargets): The batch's ground truths.
 
         Returns:
-            dict[str, Tensor]: ``loss_cls``, ``loss_bbox``, ``loss_iou`` of
-            the last decoder layer and ``d{i}.loss_*`` of the others.
+            tuple[dict[str, Tensor], SetMatches]: ``loss_cls``,
+            ``loss_bbox``, ``loss_iou`` of the last decoder layer and
+            ``d{i}.loss_*`` of the others; the matching of every layer.
         """
-        return self.loss_and_matches(all_cls_scores_list, all_bbox_preds_list,
-                                     gt_bboxes_list, gt_labels_list,
-                                     img_metas, gt_bboxes_ignore)[0]
-
-    def loss_and_matches(self,
-                         all_cls_scores_list: List[Tensor],
-                         all_bbox_preds_list: List[Tensor],
-                         gt_bboxes_list: List[Tensor],
-                         gt_labels_list: List[Tensor],
-                         img_metas: List[dict],
-                         gt_bboxes_ignore: Optional[List[Tensor]] = None
-                         ) -> Tuple[Dict[str, Tensor], SetMatches]:
-        """:meth:`loss`, and the matching it scored: one set per decoder
-        layer (``matches.sets()[-1]``: the last layer's), for a loss of
-        the matched queries' own outputs (e.g. masks) without matching
-        again. Arguments as :meth:`loss`.
-
-        Returns:
-            tuple[dict[str, Tensor], SetMatches]: :meth:`loss`'s losses and
-            the matches.
-        """
-        if gt_bboxes_ignore is not None:
-            raise NotImplementedError(
-                'DETRHead: gt_bboxes_ignore is not supported')
-        all_cls_scores = all_cls_scores_list[-1]
         with torch.autocast(all_cls_scores.device.type, enabled=False):
             all_cls_scores = all_cls_scores.float()
-            all_bbox_preds = all_bbox_preds_list[-1].float()
-            gt_bboxes_list = [b.float() for b in gt_bboxes_list]
-            matches = self.criterion.match(all_cls_scores, all_bbox_preds,
-                                           gt_bboxes_list, gt_labels_list,
-                                           img_metas)
-            num_layers = len(matches)
+            all_bbox_preds = all_bbox_preds.float()
+            # 1. every layer and image matched at once: a constant of the
+            # loss, and the step's one wait for the device
+            indices = self.assigner.match(all_cls_scores.detach(),
+                                          all_bbox_preds.detach(), targets)
+            # 2. normalisers, known on the host: the matched boxes, and the
+            # total class weight (matched 1, unmatched bg_cls_weight)
+            num_preds = all_cls_scores.shape[1] * all_cls_scores.shape[2]
+            num_pos = [len(img) for img, _, _ in indices]
+            num_boxes = [float(max(p, 1)) for p in num_pos]
+            cls_factors = [
+                max(p + (num_preds - p) * self.bg_cls_weight, 1)
+                for p in num_pos
+            ]
+            if dist.is_available() and dist.is_initialized():
+                # averaged over processes: one all-reduce for every layer,
+                # device tensors that the losses divide by (no host wait)
+                pos = torch.stack(
+                    [all_cls_scores.new_full((), float(p)) for p in num_pos])
+                if self.sync_cls_avg_factor:
+                    pos = torch.cat(
+                        [pos, pos + (num_preds - pos) * self.bg_cls_weight])
+                values = reduce_mean(pos).clamp(min=1).unbind()
+                num_boxes = list(values[:len(num_pos)])
+                cls_factors = list(values[len(num_pos):]) or cls_factors
+            # 3. each layer scored against its matches
             losses_cls, losses_bbox, losses_iou = multi_apply(
                 self.loss_single, list(all_cls_scores), list(all_bbox_preds),
-                [gt_bboxes_list] * num_layers, [gt_labels_list] * num_layers,
-                [img_metas] * num_layers, [None] * num_layers, matches.sets())
-        loss_dict = dict(
-            loss_cls=losses_cls[-1],
-            loss_bbox=losses_bbox[-1],
-            loss_iou=losses_iou[-1])
-        for i, (loss_cls, loss_bbox, loss_iou) in enumerate(
-                zip(losses_cls[:-1], losses_bbox[:-1], losses_iou[:-1])):
-            loss_dict[f'd{i}.loss_cls'] = loss_cls
-            loss_dict[f'd{i}.loss_bbox'] = loss_bbox
-            loss_dict[f'd{i}.loss_iou'] = loss_iou
-        return loss_dict, matches
+                indices, self.label_weights(all_bbox_preds, indices, targets),
+                cls_factors, num_boxes, targets=targets)
+        losses = dict(loss_cls=losses_cls[-1], loss_bbox=losses_bbox[-1],
+                      loss_iou=losses_iou[-1])
+        for i in range(len(indices) - 1):
+            losses[f'd{i}.loss_cls'] = losses_cls[i]
+            losses[f'd{i}.loss_bbox'] = losses_bbox[i]
+            losses[f'd{i}.loss_iou'] = losses_iou[i]
+        return losses, SetMatches(indices, num_boxes)
 
-    def loss_single(self,
-                    cls_scores: Tensor,
-                    bbox_preds: Tensor,
-                    gt_bboxes_list: List[Tensor],
-                    gt_labels_list: List[Tensor],
-                    img_metas: List[dict],
-                    gt_bboxes_ignore_list: Optional[list] = None,
-                    matches: Optional[SetMatches] = None
+    def label_weights(self, all_bbox_preds: Tensor, indices: list,
+                      targets: SetTargets) -> List[Optional[Tensor]]:
+        """Per decoder layer, the weight of each prediction's classification
+        term, shape (bs * num_query, ); None for DETR's (every term 1, "no
+        object" weighed by ``bg_cls_weight`` in the loss's class weight)."""
+        return [None] * len(indices)
+
+    def loss_single(self, cls_scores: Tensor, bbox_preds: Tensor,
+                    indices: Tuple[Tensor, Tensor, Tensor],
+                    label_weights: Optional[Tensor], cls_avg_factor,
+                    num_boxes, targets: SetTargets
                     ) -> Tuple[Tensor, Tensor, Tensor]:
-        """Loss of one decoder layer's output.
+        """The loss of one decoder layer.
 
         Args:
             cls_scores (Tensor): has shape (bs, num_query, cls_out_channels).
             bbox_preds (Tensor): Normalised (cx, cy, w, h), has shape
                 (bs, num_query, 4).
-            gt_bboxes_list, gt_labels_list, img_metas: as :meth:`loss`.
-            gt_bboxes_ignore_list (None): Not supported; must be None.
-            matches (SetMatches, optional): This layer's matches (from
-                :meth:`loss`); None: matched here.
+            indices (tuple[Tensor, Tensor, Tensor]): Image, prediction and
+                ground truth of each match.
+            label_weights (Tensor, optional): See :meth:`label_weights`.
+            cls_avg_factor (float | Tensor): The classification normaliser.
+            num_boxes (float | Tensor): The box losses' normaliser.
+            targets (SetTargets): The batch's ground truths.
 
         Returns:
             tuple[Tensor, Tensor, Tensor]: loss_cls, loss_bbox, loss_iou.
         """
-        if gt_bboxes_ignore_list is not None:
-            raise NotImplementedError(
-                'DETRHead: gt_bboxes_ignore is not supported')
-        if matches is None:
-            matches = self.criterion.match(cls_scores[None], bbox_preds[None],
-                                           gt_bboxes_list, gt_labels_list,
-                                           img_metas)
-        return self.criterion.loss(cls_scores, bbox_preds, matches,
-                                   self.label_weights(bbox_preds, matches))
-
-    def label_weights(self, bbox_preds: Tensor,
-                      matches: SetMatches) -> Optional[Tensor]:
-        """Weight of each prediction's classification term, shape
-        (bs * num_query, ); None for DETR's (every term 1, "no object"
-        weighed by ``bg_cls_weight`` inside the loss)."""
-        return None
+        img, query, gt = indices
+        # the matched ground truth's class, "no object" for the others
+        labels = torch.full(cls_scores.shape[:2], self.num_classes,
+                            dtype=torch.long, device=cls_scores.device)
+        labels[img, query] = targets.labels[img, gt]
+        loss_cls = self.loss_cls(
+            cls_scores.reshape(-1, cls_scores.shape[-1]), labels.reshape(-1),
+            label_weights, avg_factor=cls_avg_factor)
+        # box losses of the matched predictions only
+        pred = bbox_preds[img, query]
+        loss_bbox = self.loss_bbox(pred, targets.boxes[img, gt],
+                                   avg_factor=num_boxes)
+        loss_iou = self.loss_iou(
+            bbox_cxcywh_to_xyxy(pred) * targets.factors[img],
+            targets.corners[img, gt], avg_factor=num_boxes)
+        return loss_cls, loss_bbox, loss_iou
 
     # --------------------------------------------------------- prediction
     def predict_by_feat(self,
@@ -407,7 +367,8 @@ class DETRHead(BaseModule):
         """Detections from the last decoder layer of the last level.
 
         Args:
-            all_cls_scores_list, all_bbox_preds_list: as :meth:`loss`.
+            all_cls_scores_list, all_bbox_preds_list (list[Tensor]): Per
+                level, as :meth:`forward_single` returns them.
             img_metas (list[dict]): Per image, ``img_shape`` and, with
                 ``rescale``, ``scale_factor`` (w_scale, h_scale).
             rescale (bool): Boxes in original-image pixels.
@@ -421,11 +382,10 @@ class DETRHead(BaseModule):
         bbox_preds = all_bbox_preds_list[-1][-1]
         # ranking and pixel boxes in float32, also under mixed precision
         with float32_region(bbox_preds):
-            cls_scores = to_float32(cls_scores)
-            bbox_preds = to_float32(bbox_preds)
             bboxes, scores, labels = top_detections(
-                cls_scores, bbox_preds, image_sizes(img_metas, bbox_preds),
-                self.num_detections(), self.use_sigmoid)
+                to_float32(cls_scores), to_float32(bbox_preds),
+                image_sizes(img_metas, bbox_preds), self.num_detections(),
+                self.use_sigmoid)
         results = []
         for i, img_meta in enumerate(img_metas):
             boxes = bboxes[i]

@@ -2,16 +2,10 @@
 """The DETR encoder-decoder transformer (paper section 3.2 and A.3).
 
 Layout follows the official code: each layer owns ``self_attn`` (and
-``cross_attn`` in the decoder), a two-layer FFN ``linear1``/``linear2`` and
+``cross_attn`` in the decoder), ``nn.MultiheadAttention`` called without
+returning its attention weights, a two-layer FFN ``linear1``/``linear2`` and
 LayerNorms ``norm1..3``. Queries and keys of every attention get the
 positional encoding added; values do not.
-
-Every attention is an ``nn.MultiheadAttention`` called through
-:func:`~mmdetr.models.attention.multi_head_attention`: torch's fused
-scaled-dot-product kernel (attention dropout inside it) instead of
-materialising and dropping out full attention maps that nobody reads, and
-a leaner computation of its own when training on a CPU with dropout, where
-torch has no fused kernel.
 """
 from typing import Optional, Tuple
 
@@ -21,55 +15,25 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import Tensor
 
-from mmdetr.models.attention import multi_head_attention
-from mmdetr.models.precision import cached_cast, cached_weights_dtype
+from mmdetr.models.precision import in_autocast_dtype
 from mmdetr.registry import MODELS
 
 _ACTIVATIONS = {'relu': F.relu, 'gelu': F.gelu}
 
 
-def _activation(name: str):
-    if name not in _ACTIVATIONS:
-        raise ValueError(f'DetrTransformer: activation={name!r} is not one of '
-                         f'{sorted(_ACTIVATIONS)}')
-    return _ACTIVATIONS[name]
+def _attention(mha: nn.MultiheadAttention, query: Tensor, key: Tensor,
+               value: Tensor, key_padding_mask: Optional[Tensor] = None
+               ) -> Tensor:
+    if key_padding_mask is not None:  # mixed precision on torch 2.1
+        query, key, value = in_autocast_dtype(query, key, value)
+    return mha(query, key, value, key_padding_mask=key_padding_mask,
+               need_weights=False)[0]
 
 
-def _with_pos(x: Tensor, pos: Optional[Tensor]) -> Tensor:
-    return x if pos is None else x + pos
-
-
-class _FFNMixin:
-    """The position-wise feed-forward block shared by both layer types."""
-
-    def _init_ffn(self, embed_dims: int, feedforward_channels: int,
-                  dropout: float, activation: str) -> None:
-        self.linear1 = nn.Linear(embed_dims, feedforward_channels)
-        self.linear2 = nn.Linear(feedforward_channels, embed_dims)
-        self.dropout = nn.Dropout(dropout)
-        self.activation = _activation(activation)
-
-    def _ffn(self, x: Tensor) -> Tensor:
-        if cached_weights_dtype(x) is None:
-            return self.linear2(self.dropout(self.activation(
-                self.linear1(x))))
-        # autocast inference: the weights in autocast's dtype, kept
-        # between calls (mmdetr.models.precision)
-        dtype = cached_weights_dtype(x)
-        w1, b1, w2, b2 = cached_cast(
-            self, 'ffn', (self.linear1.weight, self.linear1.bias,
-                          self.linear2.weight, self.linear2.bias),
-            lambda: (self.linear1.weight.to(dtype),
-                     self.linear1.bias.to(dtype),
-                     self.linear2.weight.to(dtype),
-                     self.linear2.bias.to(dtype)))
-        return F.linear(self.dropout(self.activation(F.linear(x, w1, b1))),
-                        w2, b2)
-
-
-class DetrTransformerEncoderLayer(BaseModule, _FFNMixin):
-    """Self-attention + FFN, each followed (post-norm) or preceded (pre-norm)
-    by a LayerNorm, each with a residual connection.
+class _Layer(BaseModule):
+    """What both layer types have: their attentions (``attentions``, by
+    name), the two-layer FFN, and a LayerNorm and a dropout per residual
+    sub-layer (``norm1``, ``dropout1`` ...).
 
     Args:
         embed_dims (int): Feature channels. Defaults to 256.
@@ -83,6 +47,8 @@ class DetrTransformerEncoderLayer(BaseModule, _FFNMixin):
             Defaults to False.
     """
 
+    attentions = ('self_attn', )
+
     def __init__(self,
                  embed_dims: int = 256,
                  num_heads: int = 8,
@@ -91,14 +57,40 @@ class DetrTransformerEncoderLayer(BaseModule, _FFNMixin):
                  activation: str = 'relu',
                  normalize_before: bool = False) -> None:
         super().__init__()
-        self.self_attn = nn.MultiheadAttention(
-            embed_dims, num_heads, dropout=dropout, batch_first=True)
-        self._init_ffn(embed_dims, feedforward_channels, dropout, activation)
-        self.norm1 = nn.LayerNorm(embed_dims)
-        self.norm2 = nn.LayerNorm(embed_dims)
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(dropout)
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f'DetrTransformer: activation={activation!r} '
+                             f'is not one of {sorted(_ACTIVATIONS)}')
+        for name in self.attentions:
+            setattr(self, name, nn.MultiheadAttention(
+                embed_dims, num_heads, dropout=dropout, batch_first=True))
+        self.linear1 = nn.Linear(embed_dims, feedforward_channels)
+        self.linear2 = nn.Linear(feedforward_channels, embed_dims)
+        self.dropout = nn.Dropout(dropout)
+        self.activation = _ACTIVATIONS[activation]
+        num_sublayers = len(self.attentions) + 1
+        for i in range(1, num_sublayers + 1):
+            setattr(self, f'norm{i}', nn.LayerNorm(embed_dims))
+        for i in range(1, num_sublayers + 1):
+            setattr(self, f'dropout{i}', nn.Dropout(dropout))
         self.normalize_before = normalize_before
+
+    def sublayer(self, i: int, x: Tensor, fn) -> Tensor:
+        """Residual sub-layer i: ``norm_i(x + dropout_i(fn(x)))`` (the
+        paper's post-norm) or ``x + dropout_i(fn(norm_i(x)))`` (pre-norm)."""
+        norm, dropout = getattr(self, f'norm{i}'), getattr(self, f'dropout{i}')
+        if self.normalize_before:
+            return x + dropout(fn(norm(x)))
+        return norm(x + dropout(fn(x)))
+
+    def ffn(self, x: Tensor) -> Tensor:
+        """The position-wise feed-forward network."""
+        return self.linear2(self.dropout(self.activation(self.linear1(x))))
+
+
+class DetrTransformerEncoderLayer(_Layer):
+    """Self-attention + FFN, each a residual sub-layer with a LayerNorm
+    after (post-norm) or before (pre-norm) it; arguments as
+    :class:`_Layer`."""
 
     def forward(self, src: Tensor, pos: Optional[Tensor],
                 key_padding_mask: Optional[Tensor]) -> Tensor:
@@ -112,44 +104,20 @@ class DetrTransformerEncoderLayer(BaseModule, _FFNMixin):
         Returns:
             Tensor: has shape (bs, hw, dims).
         """
-        x = self.norm1(src) if self.normalize_before else src
-        q = k = _with_pos(x, pos)
-        attn = multi_head_attention(self.self_attn, q, k, x,
-                                    key_padding_mask)
-        src = src + self.dropout1(attn)
-        if not self.normalize_before:
-            src = self.norm1(src)
-        x = self.norm2(src) if self.normalize_before else src
-        src = src + self.dropout2(self._ffn(x))
-        if not self.normalize_before:
-            src = self.norm2(src)
-        return src
+
+        def self_attention(x):
+            q = k = x if pos is None else x + pos
+            return _attention(self.self_attn, q, k, x, key_padding_mask)
+
+        src = self.sublayer(1, src, self_attention)
+        return self.sublayer(2, src, self.ffn)
 
 
-class DetrTransformerDecoderLayer(BaseModule, _FFNMixin):
+class DetrTransformerDecoderLayer(_Layer):
     """Self-attention over the queries, cross-attention to the encoder memory,
-    FFN; arguments as :class:`DetrTransformerEncoderLayer`."""
+    FFN; arguments as :class:`_Layer`."""
 
-    def __init__(self,
-                 embed_dims: int = 256,
-                 num_heads: int = 8,
-                 feedforward_channels: int = 2048,
-                 dropout: float = 0.1,
-                 activation: str = 'relu',
-                 normalize_before: bool = False) -> None:
-        super().__init__()
-        self.self_attn = nn.MultiheadAttention(
-            embed_dims, num_heads, dropout=dropout, batch_first=True)
-        self.cross_attn = nn.MultiheadAttention(
-            embed_dims, num_heads, dropout=dropout, batch_first=True)
-        self._init_ffn(embed_dims, feedforward_channels, dropout, activation)
-        self.norm1 = nn.LayerNorm(embed_dims)
-        self.norm2 = nn.LayerNorm(embed_dims)
-        self.norm3 = nn.LayerNorm(embed_dims)
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(dropout)
-        self.dropout3 = nn.Dropout(dropout)
-        self.normalize_before = normalize_before
+    attentions = ('self_attn', 'cross_attn')
 
     def forward(self, tgt: Tensor, memory: Tensor, memory_with_pos: Tensor,
                 query_pos: Tensor,
@@ -168,36 +136,24 @@ class DetrTransformerDecoderLayer(BaseModule, _FFNMixin):
         Returns:
             Tensor: has shape (bs, num_queries, dims).
         """
-        pre = self.normalize_before
-        x = self.norm1(tgt) if pre else tgt
-        q = k = x + query_pos
-        tgt = tgt + self.dropout1(self.self_attention(q, k, x))
-        if not pre:
-            tgt = self.norm1(tgt)
-        x = self.norm2(tgt) if pre else tgt
-        tgt = tgt + self.dropout2(
-            multi_head_attention(self.cross_attn, x + query_pos,
-                                 memory_with_pos, memory,
-                                 memory_key_padding_mask))
-        if not pre:
-            tgt = self.norm2(tgt)
-        x = self.norm3(tgt) if pre else tgt
-        tgt = tgt + self.dropout3(self._ffn(x))
-        if not pre:
-            tgt = self.norm3(tgt)
-        return tgt
+
+        def self_attention(x):
+            q = k = x + query_pos
+            return self.self_attention(q, k, x)
+
+        def cross_attention(x):
+            return _attention(self.cross_attn, x + query_pos, memory_with_pos,
+                              memory, memory_key_padding_mask)
+
+        tgt = self.sublayer(1, tgt, self_attention)
+        tgt = self.sublayer(2, tgt, cross_attention)
+        return self.sublayer(3, tgt, self.ffn)
 
     def self_attention(self, query: Tensor, key: Tensor,
                        value: Tensor) -> Tensor:
-        """Self-attention among the queries; every query sees every other.
-
-        Args:
-            query, key, value (Tensor): each (bs, num_queries, dims).
-
-        Returns:
-            Tensor: has shape (bs, num_queries, dims).
-        """
-        return multi_head_attention(self.self_attn, query, key, value)
+        """Self-attention among the queries, each (bs, num_queries, dims);
+        every query sees every other (an extra may group them)."""
+        return _attention(self.self_attn, query, key, value)
 
 
 @MODELS.register_module()
@@ -279,11 +235,8 @@ class DetrTransformer(BaseModule):
 
     def decode(self, memory: Tensor, pos: Tensor, mask: Optional[Tensor],
                query_pos: Tensor) -> Tensor:
-        """Run the decoder on the encoder memory (bs, hw, dims).
-
-        Returns:
-            Tensor: (num_out_layers, bs, num_queries, dims).
-        """
+        """Run the decoder on the encoder memory (bs, hw, dims): the output
+        of every layer (num_out_layers, bs, num_queries, dims)."""
         memory_with_pos = memory + pos
         tgt = torch.zeros_like(query_pos)
         outputs = []

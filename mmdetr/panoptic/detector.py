@@ -7,8 +7,9 @@ import torch
 from mmengine.structures import PixelData
 from torch import Tensor
 
+from mmdetr.extras.group_detr import GroupDETRHead
 from mmdetr.models.detr import DETR
-from mmdetr.models.detr_head import DETRHead
+from mmdetr.models.set_targets import SetTargets
 from mmdetr.registry import MODELS, build_model
 from .instance_masks import instance_masks
 from .mask_loss import matched_mask_targets
@@ -45,8 +46,9 @@ class PanopticDETR(DETR):
     and, on the last layer's matched queries, the sigmoid focal and dice
     losses of their masks (:class:`DETRMaskLoss`, normalised by the number
     of ground truths as the box losses), from the same matching: the head
-    matches once (:meth:`DETRHead.loss_and_matches`) and only the matched
-    queries' masks are computed.
+    matches once (:meth:`DETRHead.loss` returns the losses with the
+    matching they were scored against) and only the matched queries' masks
+    are computed.
 
     Classes are things first, then stuff (mmdet's ``CocoPanopticDataset``
     order): labels ``0 .. num_things_classes - 1`` are things.
@@ -90,13 +92,12 @@ class PanopticDETR(DETR):
                 'PanopticDETR: bbox_head.loss_cls must be a softmax '
                 'classifier (use_sigmoid=False): the panoptic merge reads '
                 '"no object" as the last class, as official DETR')
-        if type(head).loss is not DETRHead.loss or \
-                type(head).loss_and_matches is not DETRHead.loss_and_matches:
+        if isinstance(head, GroupDETRHead):
             raise TypeError(
                 f'PanopticDETR: bbox_head type {type(head).__name__} has a '
-                'loss of its own; the mask loss reads the matching of '
-                'DETRHead.loss_and_matches (use DETRHead, or a subclass that '
-                'keeps its loss)')
+                'loss of its own: it matches its query groups as extra '
+                "images, and the mask loss reads the matching of the batch's "
+                'images (use DETRHead)')
         num_classes = head.num_classes
         if isinstance(num_things_classes, bool) or not isinstance(
                 num_things_classes, int) or not \
@@ -199,11 +200,12 @@ class PanopticDETR(DETR):
                 f'PanopticDETR: the data samples {missing} of the batch have '
                 'no gt_instances.masks; load them in the train pipeline '
                 "(dict(type='mmdetr.LoadPanopticTargets'))")
-        losses, matches = self.bbox_head.loss_and_matches(
-            [outputs['cls_scores']], [outputs['bbox_preds']],
-            [gt.bboxes for gt in gts], [gt.labels for gt in gts], img_metas)
-        last = matches.sets()[-1]
-        img, query = last.pos_img[0], last.pos_query[0]
+        targets = SetTargets.build([gt.bboxes for gt in gts],
+                                   [gt.labels for gt in gts], img_metas)
+        losses, matches = self.bbox_head.loss(outputs['cls_scores'],
+                                              outputs['bbox_preds'], targets)
+        # the last decoder layer's matches
+        img, query, gt_index = matches.indices[-1]
         preds = self.mask_logits(outputs, (img, query))
         device = preds.device
         gt_masks = [
@@ -213,11 +215,11 @@ class PanopticDETR(DETR):
         ]
         canvas = tuple(img_metas[0]['batch_input_shape'][:2])
         with torch.autocast(device.type, enabled=False):
-            targets = matched_mask_targets(gt_masks, img, last.pos_gt[0],
-                                           canvas)
+            mask_targets = matched_mask_targets(gt_masks, img, gt_index,
+                                                canvas)
             losses.update(
-                self.loss_mask(preds.float(), targets,
-                               last.box_avg_factor[0]))
+                self.loss_mask(preds.float(), mask_targets,
+                               matches.num_boxes[-1]))
         return losses
 
     # ------------------------------------------------------- prediction

@@ -76,8 +76,8 @@ class DETRMaskHead(BaseModule):
                 feats[0]``), each has shape (bs, in_channels[i], h_i, w_i).
             queries (tuple[Tensor, Tensor], optional): ``(image, query)``
                 indices (long, each (n, )) of the queries to compute, e.g.
-                the matched ones in training (:class:`SetMatches`'
-                ``pos_img``, ``pos_query``). Defaults to None (all).
+                the matched ones in training (image and query of
+                :class:`SetMatches`' ``indices``). Defaults to None (all).
 
         Returns:
             Tensor: Mask logits at the size of ``fpn_feats[2]`` (the padded

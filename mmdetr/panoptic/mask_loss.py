@@ -76,7 +76,8 @@ def matched_mask_targets(gt_masks: Sequence[Tensor], pos_img: Tensor,
             has shape (num_gt_i, h_i, w_i), bool or 0/1.
         pos_img (Tensor): Image of each match, long, has shape (n, ).
         pos_gt (Tensor): Ground truth of each match within its image, long,
-            has shape (n, ) (:class:`SetMatches`' ``pos_img``, ``pos_gt``).
+            has shape (n, ) (image and ground truth of :class:`SetMatches`'
+            ``indices``).
         canvas (tuple[int, int]): (H, W) of the padded batch, at least every
             image's size.
 

@@ -124,7 +124,7 @@ def test_r50_model_dict_of_mmdet2_has_mmdetr_parameter_layout():
     theirs = build_mmdetr(theirs.to_dict())
     assert shapes(theirs) == shapes(build_mmdetr(ours.to_dict()))
     assert type(theirs.bbox_head.transformer).__name__ == 'DetrTransformer'
-    assigner = theirs.bbox_head.criterion.assigner
+    assigner = theirs.bbox_head.assigner
     assert type(assigner).__module__.startswith('mmdetr.')
     assert [type(c).__name__ for c in assigner.match_costs] == [
         'ClassificationCost', 'BBoxL1Cost', 'IoUCost']
@@ -171,7 +171,7 @@ def test_head_takes_its_config_dict_with_type_as_mmdet2():
     assert (t.embed_dims, len(t.encoder_layers), len(t.decoder_layers)) == (
         64, 2, 2)
     assert t.return_intermediate and t.encoder_norm is None
-    assert head.criterion.assigner.match_costs  # the head default assigner
+    assert head.assigner.match_costs  # the head default assigner
 
 
 def test_translation_of_mmdet2_forms():

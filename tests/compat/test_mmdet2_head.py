@@ -191,7 +191,7 @@ def test_target_entry_points_equal_the_reference():
                              gt_labels, metas)
     assert batch[4] == 3 and batch[5] == 2 * 20 - 3
     for i in range(2):
-        want = reference_targets(head.criterion, cls_scores[i],
+        want = reference_targets(head, cls_scores[i],
                                  bbox_preds[i], gt_bboxes[i], gt_labels[i],
                                  metas[i])
         single = head._get_target_single(cls_scores[i], bbox_preds[i],

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from helpers import (assert_identical_predictions, build_mmdetr, count_step,
                      make_batch, mmdetr_cfg, preprocess)
 from mmdetr.extras.duplicate_weight import duplicate_label_weights
+from mmdetr.models import SetTargets
 
 BG = 0.1
 
@@ -49,9 +50,9 @@ def one_object_case(head):
 
 def label_weights(head, scores, boxes, gt_bboxes, gt_labels, metas):
     """The head's label weights of one layer's predictions."""
-    matches = head.criterion.match(scores[None], boxes[None], gt_bboxes,
-                                   gt_labels, metas)
-    return head.label_weights(boxes, matches)
+    targets = SetTargets.build(gt_bboxes, gt_labels, metas)
+    indices = head.assigner.match(scores[None], boxes[None], targets)
+    return head.label_weights(boxes[None], indices, targets)[0]
 
 
 @pytest.mark.parametrize('weight', [0.5, 2.0])
@@ -59,8 +60,9 @@ def test_loss_weighs_the_overlapping_unmatched_prediction(weight):
     torch.manual_seed(0)
     head = build_mmdetr(weighted_cfg(weight)).bbox_head
     scores, boxes, gt_bboxes, gt_labels, metas = one_object_case(head)
-    loss_cls, _, _ = head.loss_single(scores[0][None], boxes, gt_bboxes,
-                                      gt_labels, metas)
+    losses, _ = head.loss(scores[None], boxes[None],
+                          SetTargets.build(gt_bboxes, gt_labels, metas))
+    loss_cls = losses['loss_cls']
     bg = head.num_classes
     ce = F.cross_entropy(scores[0], torch.tensor([0, bg, bg]),
                          reduction='none')

@@ -28,7 +28,8 @@ from .batches import (head_outputs_and_targets, make_batch, preprocess,
                       random_boxes)
 from .checkpoints import mmdet2_state_dict, official_checkpoint
 from .datasets import CLASSES, write_coco_split, write_tiny_train_config
-from .models import TINY, build_mmdet, build_mmdetr, mmdet_cfg, mmdetr_cfg
+from .models import (SPEEDUPS, TINY, build_mmdet, build_mmdetr, mmdet_cfg,
+                     mmdetr_cfg)
 from .panoptic import (PANOPTIC_CLASSES, PANOPTIC_TINY, panoptic_detr_cfg,
                        shapes_panoptic_cfg, with_box_masks,
                        write_shapes_panoptic)
@@ -48,8 +49,8 @@ __all__ = [
     'assert_same_predictions', 'mmdet2_state_dict', 'run_distributed',
     'kill_group', 'import_transformers', 'requires_torch', 'torch_older_than',
     'official_checkpoint', 'randomize_',
-    'CLASSES', 'ROOT', 'TESTS', 'TINY', 'build_mmdet', 'build_mmdetr',
-    'HostSyncCounter', 'count_host_syncs',
+    'CLASSES', 'ROOT', 'SPEEDUPS', 'TESTS', 'TINY', 'build_mmdet',
+    'build_mmdetr', 'HostSyncCounter', 'count_host_syncs',
     'copypaste_ap', 'count_step', 'head_outputs_and_targets', 'load_ckpt', 'load_tool', 'make_batch', 'mmdet_cfg',
     'mmdetr_cfg', 'preprocess', 'random_boxes', 'run', 'run_script',
     'scalars', 'train',

@@ -47,6 +47,14 @@ _LOSSES = dict(
     loss_bbox=dict(type='L1Loss', loss_weight=5.0),
     loss_iou=dict(type='GIoULoss', loss_weight=2.0))
 
+#: the speed parts the shipped configs turn on (configs/_base_/models)
+SPEEDUPS = [
+    dict(type='FrozenBatchNorms'),
+    dict(type='ChannelsLast'),
+    dict(type='FusedAttention'),
+    dict(type='AutocastWeightCache'),
+]
+
 _TRAIN_CFG = dict(
     assigner=dict(
         type='HungarianAssigner',
@@ -88,7 +96,8 @@ def mmdetr_cfg(**overrides):
                     normalize=True)),
             **copy.deepcopy(_LOSSES)),
         train_cfg=copy.deepcopy(_TRAIN_CFG),
-        test_cfg=dict(max_per_img=a['queries']))
+        test_cfg=dict(max_per_img=a['queries']),
+        speedups=copy.deepcopy(a.get('speedups', SPEEDUPS)))
 
 
 def mmdet_cfg(**overrides):

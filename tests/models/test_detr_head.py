@@ -1,10 +1,19 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 import pytest
 import torch
+import torch.nn.functional as F
 
 from helpers import (build_mmdetr, head_outputs_and_targets, make_batch,
                      mmdetr_cfg, preprocess)
-from mmdetr.models import DETRHead
+from mmdetr.models import DETRHead, SetTargets
+
+
+def loss_inputs(model, data):
+    """The last level's all-layer predictions of ``data`` and its targets,
+    as :meth:`DETR.loss_by_outputs` hands them to the head's loss."""
+    outs, gt_bboxes, gt_labels, metas = head_outputs_and_targets(model, data)
+    return (outs[0][-1], outs[1][-1],
+            SetTargets.build(gt_bboxes, gt_labels, metas))
 
 
 def losses_of(model, data):
@@ -134,27 +143,65 @@ def test_head_rejects_mismatched_positional_encoding():
                                      num_feats=8))
 
 
-def test_one_layer_alone_gives_its_losses_in_loss():
-    """loss() matches every layer at once; loss_single without matches
-    (mmdet 2.x's call) matches its one layer alone; each layer's losses are
-    bit-identical either way. One image has more boxes (25) than queries
-    (20)."""
+def test_each_layer_matched_alone_gives_its_losses_in_loss():
+    """loss() matches every layer at once; each layer matched and scored
+    alone gives bit-identical losses. One image has more boxes (25) than
+    queries (20)."""
     torch.manual_seed(0)
     model = build_mmdetr()
     model.train()
-    outs, gt_bboxes, gt_labels, metas = head_outputs_and_targets(
+    cls_scores, bbox_preds, targets = loss_inputs(
         model, make_batch(num_boxes=(3, 25), seed=1))
     head = model.bbox_head
-    losses = head.loss(*outs, gt_bboxes, gt_labels, metas)
-    cls_scores, bbox_preds = outs[0][-1], outs[1][-1]
+    losses, matches = head.loss(cls_scores, bbox_preds, targets)
+    assert len(matches.indices) == 2
     for layer, prefix in enumerate(['d0.', '']):
-        per_image = head.loss_single(cls_scores[layer], bbox_preds[layer],
-                                     gt_bboxes, gt_labels, metas)
-        for name, value in zip(['loss_cls', 'loss_bbox', 'loss_iou'],
-                               per_image):
-            assert value.item() > 0
+        alone, match = head.loss(cls_scores[layer:layer + 1],
+                                 bbox_preds[layer:layer + 1], targets)
+        for t, t_alone in zip(matches.indices[layer], match.indices[0]):
+            assert torch.equal(t, t_alone)
+        for name in ['loss_cls', 'loss_bbox', 'loss_iou']:
+            assert alone[name].item() > 0
             torch.testing.assert_close(
-                losses[prefix + name], value, rtol=0, atol=0)
+                losses[prefix + name], alone[name], rtol=0, atol=0)
+
+
+def test_losses_normalise_as_the_paper(gen):
+    """The matching comes back with the losses; box losses are means over
+    the matched boxes, the classification loss is normalised by the total
+    class weight (matched 1, "no object" bg_cls_weight); no ground truth
+    gives zero box losses and a positive classification loss."""
+    head = build_mmdetr().bbox_head
+    cls = torch.randn(1, 2, 20, 6, generator=gen)
+    box = torch.rand(1, 2, 20, 4, generator=gen) * 0.5 + 0.25
+    boxes = [torch.tensor([[10., 10., 40., 30.], [5., 20., 60., 60.],
+                           [0., 0., 20., 20.]]),
+             torch.tensor([[30., 10., 60., 40.]])]
+    metas = [dict(img_shape=(64, 80))] * 2
+    targets = SetTargets.build(boxes, [torch.tensor([0, 1, 2]),
+                                       torch.tensor([3])], metas)
+    losses, matches = head.loss(cls, box, targets)
+    (img, query, gt), = matches.indices
+    assert matches.num_boxes == [4.0]
+    assert img.tolist() == [0, 0, 0, 1] and sorted(gt[:3].tolist()) == \
+        [0, 1, 2]
+    l1 = (box[0][img, query] - targets.boxes[img, gt]).abs().sum() / 4
+    torch.testing.assert_close(losses['loss_bbox'], 5.0 * l1)
+    labels = torch.full((2, 20), 5)
+    labels[img, query] = targets.labels[img, gt]
+    weight = torch.ones(6)
+    weight[-1] = 0.1
+    ce = F.cross_entropy(cls[0].reshape(-1, 6), labels.reshape(-1),
+                         weight=weight, reduction='sum')
+    torch.testing.assert_close(losses['loss_cls'], ce / (4 + 36 * 0.1))
+    assert losses['loss_iou'] > 0
+
+    empty = SetTargets.build([torch.zeros(0, 4)] * 2,
+                             [torch.zeros(0, dtype=torch.long)] * 2, metas)
+    losses, matches = head.loss(cls, box, empty)
+    assert matches.num_boxes == [1.0]  # at least 1
+    assert losses['loss_cls'] > 0
+    assert losses['loss_bbox'] == 0 and losses['loss_iou'] == 0
 
 
 def test_loss_runs_in_float32_from_half_precision_outputs():
@@ -170,14 +217,13 @@ def test_loss_runs_in_float32_from_half_precision_outputs():
     bbox_preds[..., 2:] = bbox_preds[..., 2:] * 0.5 + 0.2
     metas = [dict(img_shape=(800, 1066), batch_input_shape=(800, 1066)),
              dict(img_shape=(736, 981), batch_input_shape=(800, 1066))]
-    gt_bboxes = [torch.tensor([[10., 20., 900., 700.], [5., 5., 500., 400.]]),
-                 torch.tensor([[100., 100., 950., 720.]])]
-    gt_labels = [torch.tensor([1, 3]), torch.tensor([0])]
+    targets = SetTargets.build(
+        [torch.tensor([[10., 20., 900., 700.], [5., 5., 500., 400.]]),
+         torch.tensor([[100., 100., 950., 720.]])],
+        [torch.tensor([1, 3]), torch.tensor([0])], metas)
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        half = head.loss([cls_scores], [bbox_preds], gt_bboxes, gt_labels,
-                         metas)
-    full = head.loss([cls_scores.float()], [bbox_preds.float()], gt_bboxes,
-                     gt_labels, metas)
+        half, _ = head.loss(cls_scores, bbox_preds, targets)
+    full, _ = head.loss(cls_scores.float(), bbox_preds.float(), targets)
     assert set(half) == set(full)
     for key, value in full.items():
         assert half[key].dtype == torch.float32, key
@@ -193,34 +239,6 @@ def test_predict_runs_in_inference_mode():
     assert results[0].pred_instances.bboxes.is_inference()
 
 
-def test_backbone_runs_channels_last_through_init_and_loading():
-    torch.manual_seed(0)
-    model = build_mmdetr()  # built and initialised as a runner does
-    weight = model.backbone.layer2[0].conv2.weight  # a 3x3 convolution
-    assert weight.is_contiguous(memory_format=torch.channels_last)
-    model.load_state_dict(model.state_dict())
-    assert weight.is_contiguous(memory_format=torch.channels_last)
-    feat = model.extract_feat(torch.randn(1, 3, 64, 96))[0]
-    assert feat.is_contiguous(memory_format=torch.channels_last)
-
-    cfg = mmdetr_cfg()
-    cfg['channels_last'] = False
-    plain = build_mmdetr(cfg)
-    assert not plain.backbone.layer2[0].conv2.weight.is_contiguous(
-        memory_format=torch.channels_last)
-    plain.load_state_dict(model.state_dict())
-    plain.eval()
-    model.eval()
-    data = make_batch(num_boxes=(1, 2))
-    with torch.no_grad():
-        ours = model(**preprocess(model, data, False), mode='tensor')
-        ref = plain(**preprocess(plain, data, False), mode='tensor')
-    torch.testing.assert_close(ours[0][-1], ref[0][-1], rtol=1e-5,
-                               atol=1e-5)
-    torch.testing.assert_close(ours[1][-1], ref[1][-1], rtol=1e-5,
-                               atol=1e-5)
-
-
 def test_loss_equals_the_per_image_reference():
     """The batched loss (matched predictions gathered by index, host-known
     normalisers) equals mmdet's per-image formulation with dense targets
@@ -232,10 +250,11 @@ def test_loss_equals_the_per_image_reference():
     outs, gt_bboxes, gt_labels, metas = head_outputs_and_targets(
         model, make_batch(num_boxes=(4, 25), seed=2))
     head = model.bbox_head
-    losses = head.loss(*outs, gt_bboxes, gt_labels, metas)
     cls_scores, bbox_preds = outs[0][-1], outs[1][-1]
+    losses, _ = head.loss(cls_scores, bbox_preds,
+                          SetTargets.build(gt_bboxes, gt_labels, metas))
     for layer, prefix in enumerate(['d0.', 'd1.', '']):
-        want = reference_layer_loss(head.criterion, cls_scores[layer],
+        want = reference_layer_loss(head, cls_scores[layer],
                                     bbox_preds[layer], gt_bboxes, gt_labels,
                                     metas)
         for name, value in zip(['loss_cls', 'loss_bbox', 'loss_iou'], want):
@@ -245,29 +264,33 @@ def test_loss_equals_the_per_image_reference():
                                        msg=prefix + name)
 
 
-def test_head_with_mmdet_assigner_gives_the_same_losses():
-    """mmdet's own HungarianAssigner and costs (through the registry; one
-    image at a time) go through the same matching structure."""
+def test_head_with_mmdet_costs_gives_the_same_losses():
+    """mmdet's own match costs (through the registry; one image at a time)
+    in mmdetr's assigner give the same losses; an assigner without the
+    batched match is refused, naming it."""
     torch.manual_seed(0)
     model = build_mmdetr()
     model.train()
-    outs, gt_bboxes, gt_labels, metas = head_outputs_and_targets(
-        model, make_batch(num_boxes=(2, 6), seed=6))
+    inputs = loss_inputs(model, make_batch(num_boxes=(2, 6), seed=6))
     head = model.bbox_head
-    ours = head.loss(*outs, gt_bboxes, gt_labels, metas)
+    ours, _ = head.loss(*inputs)
     from mmdetr.registry import build_task_util
-    head.criterion.assigner = build_task_util(dict(
-        type='mmdet.HungarianAssigner',
+    head.assigner = build_task_util(dict(
+        type='HungarianAssigner',
         match_costs=[
             dict(type='mmdet.ClassificationCost', weight=1.),
             dict(type='mmdet.BBoxL1Cost', weight=5.0, box_format='xywh'),
             dict(type='mmdet.IoUCost', iou_mode='giou', weight=2.0)
         ]))
-    assert not hasattr(head.criterion.assigner, 'match')
-    theirs = head.loss(*outs, gt_bboxes, gt_labels, metas)
+    assert not any(hasattr(c, 'batched') for c in head.assigner.match_costs)
+    theirs, _ = head.loss(*inputs)
     for key, value in ours.items():
         torch.testing.assert_close(theirs[key], value, rtol=1e-6, atol=0,
                                    msg=key)
+    cfg = mmdetr_cfg()
+    cfg['train_cfg']['assigner']['type'] = 'mmdet.HungarianAssigner'
+    with pytest.raises(TypeError, match='HungarianAssigner has no batched'):
+        build_mmdetr(cfg)
 
 
 def test_padding_mask_is_the_nearest_downsampled_input_mask():

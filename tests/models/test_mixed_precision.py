@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from helpers import (ROOT, build_mmdetr, make_batch, mmdetr_cfg, preprocess,
                      randomize_)
-from mmdetr.models import SinePositionalEncoding, feature_padding_mask
-from mmdetr.models.attention import multi_head_attention
+from mmdetr.models import (SetTargets, SinePositionalEncoding,
+                           feature_padding_mask)
 from mmdetr.models.precision import (autocast_dtype, autocast_enabled_for,
                                      float32_region, to_float32)
 
@@ -95,10 +95,13 @@ def test_attention_in_bfloat16_ignores_padding_and_stays_close():
     changed = key.clone()
     changed[1, 30:] = torch.randn(20, 64, generator=gen) * 100
     with torch.no_grad():
-        full = multi_head_attention(mha, query, key, key, mask)
+        full = mha(query, key, key, key_padding_mask=mask,
+                   need_weights=False)[0]
         with torch.autocast(**BF16):
-            auto = multi_head_attention(mha, query, key, key, mask)
-            other = multi_head_attention(mha, query, changed, changed, mask)
+            auto = mha(query, key, key, key_padding_mask=mask,
+                       need_weights=False)[0]
+            other = mha(query, changed, changed, key_padding_mask=mask,
+                        need_weights=False)[0]
     assert auto.dtype == torch.bfloat16
     assert torch.equal(auto, other)  # the padding is not attended at all
     err = (auto.float() - full).abs().max() / full.abs().max()
@@ -309,80 +312,23 @@ def test_matching_and_losses_do_not_depend_on_autocast(r50_outputs):
     model, data, metas, runs = r50_outputs
     out = runs[True][0]
     head = model.bbox_head
-    gt_bboxes = [s.gt_instances.bboxes for s in data['data_samples']]
-    gt_labels = [s.gt_instances.labels for s in data['data_samples']]
+    targets = SetTargets.build(
+        [s.gt_instances.bboxes for s in data['data_samples']],
+        [s.gt_instances.labels for s in data['data_samples']], metas)
     cls, box = out['cls_scores'], out['bbox_preds']
     with torch.no_grad():
-        full = head.criterion.match(cls, box, gt_bboxes, gt_labels, metas)
+        loss_full, full = head.loss(cls.bfloat16().float(),
+                                    box.bfloat16().float(), targets)
         with torch.autocast(**BF16):
-            auto = head.criterion.match(cls, box, gt_bboxes, gt_labels,
-                                        metas)
             # predictions handed over in bfloat16, as a head without
             # float32 predictors would
-            loss_half = head.loss([cls.bfloat16()], [box.bfloat16()],
-                                  gt_bboxes, gt_labels, metas)
-        loss_full = head.loss([cls.bfloat16().float()],
-                              [box.bfloat16().float()], gt_bboxes,
-                              gt_labels, metas)
-    assert torch.equal(auto.gt_inds, full.gt_inds)
-    assert auto.num_pos == full.num_pos == [7] * 6
+            loss_half, auto = head.loss(cls.bfloat16(), box.bfloat16(),
+                                        targets)
+    for layer, layer_full in zip(auto.indices, full.indices):
+        for t, t_full in zip(layer, layer_full):
+            assert torch.equal(t, t_full)
+    assert auto.num_boxes == full.num_boxes == [7.0] * 6
     assert set(loss_half) == set(loss_full)
     for key, value in loss_full.items():
         assert loss_half[key].dtype == torch.float32, key
         assert torch.equal(loss_half[key], value), key
-
-
-# ------------------------------------------- reduced-precision weight cache
-def test_cached_weights_give_autocasts_outputs_bit_for_bit():
-    """Under autocast in inference the weights in bfloat16 (the folded
-    backbone convolutions, the transformer's linear layers and attention)
-    are kept between calls: the outputs are those of autocast casting them
-    at every call, bit for bit; a changed weight is picked up."""
-    from mmdetr.models.precision import autocast_weight_cache
-    torch.manual_seed(0)
-    model = build_mmdetr().eval()
-    data = preprocess(model, make_batch(num_boxes=(1, 1)), False)
-    metas = [s.metainfo for s in data['data_samples']]
-
-    def run(cache):
-        with torch.no_grad(), torch.autocast(**BF16), \
-                autocast_weight_cache(cache):
-            return model.forward_outputs(data['inputs'], metas)
-
-    fresh, first, second = run(False), run(True), run(True)
-    conv = model.backbone.layer2[0].conv1
-    layer = model.bbox_head.transformer.encoder_layers[0]
-    assert '_autocast_weights' in conv.__dict__
-    assert '_autocast_weights' in layer.__dict__
-    assert '_autocast_weights' in layer.self_attn.__dict__
-    assert conv.__dict__['_autocast_weights']['folded'][1][0].dtype == \
-        torch.bfloat16
-    for key in ('memory', 'hidden_states', 'cls_scores', 'bbox_preds'):
-        assert torch.equal(first[key], fresh[key]), key
-        assert torch.equal(second[key], fresh[key]), key
-    # changed weights (as a load or an optimizer step changes them)
-    with torch.no_grad():
-        model.backbone.layer4[0].bn1.running_var.mul_(2)
-        layer.linear1.weight.mul_(1.5)
-        layer.self_attn.in_proj_weight.mul_(0.5)
-    changed, uncached = run(True), run(False)
-    for key in ('memory', 'cls_scores'):
-        assert not torch.equal(changed[key], fresh[key]), key
-        assert torch.equal(changed[key], uncached[key]), key
-
-
-def test_no_weight_cache_in_training_float32_or_tracing():
-    from mmdetr.models.precision import cached_weights_dtype
-    x = torch.ones(2)
-    with torch.autocast(**BF16):
-        assert cached_weights_dtype(x) is None  # autograd on: training
-        with torch.no_grad():
-            assert cached_weights_dtype(x) == torch.bfloat16
-    with torch.no_grad():
-        assert cached_weights_dtype(x) is None  # float32
-    torch.manual_seed(0)
-    model = build_mmdetr().eval()
-    with torch.no_grad():
-        model(**preprocess(model, make_batch(), False), mode='predict')
-    assert not any('_autocast_weights' in m.__dict__
-                   for m in model.modules())

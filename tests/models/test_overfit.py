@@ -162,7 +162,7 @@ def test_tiny_detr_overfits_with_dropout(tiny_shapes, tmp_path, capsys,
     attention then runs through SoftmaxDropoutAttention (its own backward),
     which must learn as well. Dropout slows the memorising down and makes it
     vary, so this trains twice as long."""
-    from mmdetr.models import attention
+    from mmdetr.speed import attention
     calls = []
     apply = attention.SoftmaxDropoutAttention.apply
     monkeypatch.setattr(attention.SoftmaxDropoutAttention, 'apply',

@@ -57,14 +57,14 @@ def test_outputs_losses_and_gradients_are_the_recorded_ones(name, one_thread):
 def test_a_change_of_one_loss_term_by_1e_4_is_seen(one_thread, monkeypatch):
     """The GIoU loss scaled by 1 + 1e-4: that term and the gradients it
     reaches differ; the classification loss and the predictions do not."""
-    from mmdetr.models.set_criterion import SetCriterion
-    loss = SetCriterion.loss
+    from mmdetr.models.detr_head import DETRHead
+    loss = DETRHead.loss_single
 
     def nudged(self, *args, **kwargs):
         cls, box, iou = loss(self, *args, **kwargs)
         return cls, box, iou * (1 + 1e-4)
 
-    monkeypatch.setattr(SetCriterion, 'loss', nudged)
+    monkeypatch.setattr(DETRHead, 'loss_single', nudged)
     want = RECORDED['variants']['plain']
     got, noise = _record('plain')
     differ = recipe.mismatches(got, want, noise=noise)

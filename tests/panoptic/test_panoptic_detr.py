@@ -8,6 +8,7 @@ import torch
 
 from helpers import (build_mmdetr, make_batch, panoptic_detr_cfg, preprocess,
                      randomize_, with_box_masks)
+from mmdetr.models import SetTargets
 from mmdetr.panoptic import PanopticDETR, panoptic_merge, panoptic_to_sem_seg
 from references.reference_panoptic import official_mask_losses
 
@@ -68,16 +69,15 @@ def test_mask_losses_are_officials_on_the_last_layers_matches(monkeypatch):
     model = _model()
     model.train()
     outputs, samples, metas = _outputs(model, _batch())
-    criterion = model.bbox_head.criterion
+    assigner = model.bbox_head.assigner
     gts = [s.gt_instances for s in samples]
+    targets = SetTargets.build([g.bboxes for g in gts],
+                               [g.labels for g in gts], metas)
     with torch.no_grad():
-        matches = criterion.match(
-            outputs['cls_scores'], outputs['bbox_preds'],
-            [g.bboxes for g in gts], [g.labels for g in gts], metas)
+        matches = assigner.match(outputs['cls_scores'], outputs['bbox_preds'],
+                                 targets)
         all_masks = model.mask_logits(outputs)
-    last = matches.sets()[-1]
-    img, query, gt = (t.tolist() for t in (
-        last.pos_img[0], last.pos_query[0], last.pos_gt[0]))
+    img, query, gt = (t.tolist() for t in matches[-1])
     indices = [(torch.tensor([q for i, q in zip(img, query) if i == b]),
                 torch.tensor([g for i, g in zip(img, gt) if i == b]))
                for b in range(len(samples))]
@@ -94,13 +94,13 @@ def test_mask_losses_are_officials_on_the_last_layers_matches(monkeypatch):
                                     float(sum(NUM_BOXES)))
 
     calls = []
-    match = criterion.match
+    match = assigner.match
 
     def counted(*args, **kwargs):
         calls.append(1)
         return match(*args, **kwargs)
 
-    monkeypatch.setattr(criterion, 'match', counted)
+    monkeypatch.setattr(assigner, 'match', counted)
     losses = model.loss_by_outputs(outputs, samples, metas)
     assert len(calls) == 1
     for key in ('loss_mask', 'loss_dice'):

@@ -33,7 +33,7 @@ def reference_assign(match_costs, pred, gt, img_meta):
     return gt_inds, labels
 
 
-def reference_targets(criterion, cls_score, bbox_pred, gt_bboxes, gt_labels,
+def reference_targets(head, cls_score, bbox_pred, gt_bboxes, gt_labels,
                       img_meta):
     """One image's dense targets, as mmdet's ``_get_targets_single``.
 
@@ -46,11 +46,11 @@ def reference_targets(criterion, cls_score, bbox_pred, gt_bboxes, gt_labels,
     pred = InstanceData(scores=cls_score,
                         bboxes=bbox_cxcywh_to_xyxy(bbox_pred) * factor)
     gt = InstanceData(bboxes=gt_bboxes, labels=gt_labels)
-    gt_inds, _ = reference_assign(criterion.assigner.match_costs, pred, gt,
+    gt_inds, _ = reference_assign(head.assigner.match_costs, pred, gt,
                                   img_meta)
     pos = gt_inds > 0
     num_query = bbox_pred.size(0)
-    labels = torch.full((num_query, ), criterion.num_classes, dtype=torch.long)
+    labels = torch.full((num_query, ), head.num_classes, dtype=torch.long)
     labels[pos] = gt_labels[gt_inds[pos] - 1]
     bbox_targets = torch.zeros_like(bbox_pred)
     bbox_weights = torch.zeros_like(bbox_pred)
@@ -61,12 +61,12 @@ def reference_targets(criterion, cls_score, bbox_pred, gt_bboxes, gt_labels,
             int(pos.sum()))
 
 
-def reference_layer_loss(criterion, cls_scores, bbox_preds, gt_bboxes_list,
+def reference_layer_loss(head, cls_scores, bbox_preds, gt_bboxes_list,
                          gt_labels_list, img_metas):
     """One decoder layer's (loss_cls, loss_bbox, loss_iou), as mmdet 3.3's
     ``DETRHead.loss_by_feat_single`` computes them (single process)."""
     targets = [
-        reference_targets(criterion, c, b, gb, gl, m) for c, b, gb, gl, m in zip(
+        reference_targets(head, c, b, gb, gl, m) for c, b, gb, gl, m in zip(
             cls_scores, bbox_preds, gt_bboxes_list, gt_labels_list,
             img_metas)
     ]
@@ -74,8 +74,8 @@ def reference_layer_loss(criterion, cls_scores, bbox_preds, gt_bboxes_list,
         torch.cat([t[k] for t in targets]) for k in range(4))
     num_pos = sum(t[4] for t in targets)
     num_neg = labels.numel() - num_pos
-    cls_avg_factor = max(num_pos * 1.0 + num_neg * criterion.bg_cls_weight, 1)
-    loss_cls = criterion.loss_cls(
+    cls_avg_factor = max(num_pos * 1.0 + num_neg * head.bg_cls_weight, 1)
+    loss_cls = head.loss_cls(
         cls_scores.reshape(-1, cls_scores.shape[-1]), labels, label_weights,
         avg_factor=cls_avg_factor)
     num_pos = float(max(num_pos, 1))
@@ -85,11 +85,11 @@ def reference_layer_loss(criterion, cls_scores, bbox_preds, gt_bboxes_list,
         for m in img_metas
     ])
     preds = bbox_preds.reshape(-1, 4)
-    loss_iou = criterion.loss_iou(
+    loss_iou = head.loss_iou(
         bbox_cxcywh_to_xyxy(preds) * factors,
         bbox_cxcywh_to_xyxy(bbox_targets) * factors,
         bbox_weights,
         avg_factor=num_pos)
-    loss_bbox = criterion.loss_bbox(
+    loss_bbox = head.loss_bbox(
         preds, bbox_targets, bbox_weights, avg_factor=num_pos)
     return loss_cls, loss_bbox, loss_iou

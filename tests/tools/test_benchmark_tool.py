@@ -66,7 +66,6 @@ def test_match_rows_compare_the_same_work(tool):
     """mmdet's per-image assigner calls and mmdetr's batched call give the
     same assignment, and mmdet's dense targets are mmdetr's matched
     targets, for every layer and image."""
-    from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
     torch.manual_seed(0)
     ref, ours = build_mmdet(), build_mmdetr()
     args = tool.parse_args(['--match-batch', '3', '--match-gts', '25'])
@@ -77,16 +76,11 @@ def test_match_rows_compare_the_same_work(tool):
         calls = work.mmdet_assigner_calls(ref.bbox_head, cls, box,
                                           gt_instances, metas)
         theirs = work.mmdet_match(ref.bbox_head, calls)
-        boxes = torch.stack([
-            torch.stack([calls[n * 3 + i]['pred_instances'].bboxes
-                         for i in range(3)]) for n in range(2)
-        ])
-        mine = work.mmdetr_match(ours.bbox_head, cls, boxes, gt_bboxes,
-                                 gt_labels, metas)
+        targets, matches = work.mmdetr_targets(ours.bbox_head, cls, box,
+                                               gt_bboxes, gt_labels, metas)
+        mine = work.mmdetr_match(ours.bbox_head, cls, box, targets)
         their_targets = work.mmdet_targets(ref.bbox_head, cls, box,
                                            gt_instances, metas)
-        matches = work.mmdetr_targets(ours.bbox_head, cls, box, gt_bboxes,
-                                      gt_labels, metas)
     # recorded from mmdet's own head (its assigner is back in place):
     # [layer][image] order, boxes converted to absolute x1y1x2y2
     assert type(ref.bbox_head.assigner).__module__.startswith('mmdet.')
@@ -95,27 +89,32 @@ def test_match_rows_compare_the_same_work(tool):
     torch.testing.assert_close(
         calls[4]['pred_instances'].bboxes[:, 2:],
         (box[1, 1, :, :2] + box[1, 1, :, 2:] / 2) * torch.tensor([w, h]))
-    assert len(theirs) == 6 and mine.shape == (2, 3, 20)
+    # mmdetr's matches as 1-based ground truths per (layer, image, query)
+    gt_inds = torch.zeros(2, 3, 20, dtype=torch.long)
+    for n, (img, query, gt) in enumerate(mine):
+        gt_inds[n, img, query] = gt + 1
+    for ours_n, mine_n in zip(matches, mine):
+        assert all(torch.equal(a, b) for a, b in zip(ours_n, mine_n))
+    assert len(theirs) == 6 and len(mine) == 2
     for k, a in enumerate(theirs):
         n, i = divmod(k, 3)
-        assert torch.equal(a.gt_inds, torch.from_numpy(mine[n, i]))
-        assert torch.equal(a.gt_inds, matches.gt_inds[n, i])
+        assert torch.equal(a.gt_inds, gt_inds[n, i])
         assert (a.gt_inds > 0).sum() == 20  # 25 boxes, 20 queries
     for n, (labels, _, bbox_targets, bbox_weights, num_pos,
             _) in enumerate(their_targets):
-        assert num_pos == matches.num_pos[n] == 60
+        img, query, gt = matches[n]
+        assert num_pos == len(img) == 60
         for i in range(3):
-            assert torch.equal(labels[i], matches.labels[n, i])
+            mine_i = img == i
+            want = torch.full((20, ), 5)
+            want[query[mine_i]] = targets.labels[i, gt[mine_i]]
+            assert torch.equal(labels[i], want)
             pos = bbox_weights[i][:, 0] > 0
-            assert torch.equal(pos, matches.gt_inds[n, i] > 0)
+            assert torch.equal(pos, gt_inds[n, i] > 0)
             # the matched boxes, normalised (cx, cy, w, h)
-            mine_i = matches.pos_img[n] == i
-            target = bbox_xyxy_to_cxcywh(
-                matches.gt_bboxes[i, matches.pos_gt[n][mine_i]] /
-                matches.factors[i])
             torch.testing.assert_close(
-                bbox_targets[i][matches.pos_query[n][mine_i]], target,
-                rtol=0, atol=0)
+                bbox_targets[i][query[mine_i]],
+                targets.boxes[i, gt[mine_i]], rtol=0, atol=0)
 
 
 def test_host_syncs_row_counts_each_models_training_step(tool):

@@ -20,8 +20,8 @@ def test_mmdet_style_config_trains_and_tests_with_mmdetr(coco_root, tmp_path):
     runner = Runner.from_cfg(cfg)
     model = runner.model
     head = model.bbox_head
-    for obj in (model, head, head.criterion.assigner, head.transformer,
-                head.positional_encoding, *head.criterion.assigner.match_costs):
+    for obj in (model, head, head.assigner, head.transformer,
+                head.positional_encoding, *head.assigner.match_costs):
         assert type(obj).__module__.startswith('mmdetr.'), type(obj)
     assert type(model.backbone).__module__.startswith('mmdet.')
     runner.train()

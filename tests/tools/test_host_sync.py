@@ -155,7 +155,7 @@ def test_matched_boxes_are_all_reduced_once_per_step(
     single-process ones."""
     torch.manual_seed(0)
     model = build_mmdetr(dec=3)
-    model.bbox_head.criterion.sync_cls_avg_factor = sync_cls_avg_factor
+    model.bbox_head.sync_cls_avg_factor = sync_cls_avg_factor
     model.train()
     data = preprocess(model, make_batch(num_boxes=(2, 6), seed=5), True)
     calls = []

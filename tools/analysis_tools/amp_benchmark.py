@@ -90,7 +90,7 @@ def parse_args(argv=None):
     parser.add_argument('--no-weight-cache', action='store_true',
                         help='let autocast cast (and fold) the weights at '
                         'every inference call, as torch alone does '
-                        '(mmdetr.models.precision.autocast_weight_cache)')
+                        '(mmdetr.speed.autocast_weight_cache)')
     parser.add_argument('--json', help='also write the results here')
     parser.add_argument('--memory-child', choices=PRECISIONS,
                         help=argparse.SUPPRESS)
@@ -325,7 +325,7 @@ def median_ms(values):
 
 def main(argv=None):
     args = parse_args(argv)
-    from mmdetr.models.precision import autocast_weight_cache
+    from mmdetr.speed import autocast_weight_cache
     with autocast_weight_cache(not args.no_weight_cache):
         return run(args)
 

@@ -23,11 +23,12 @@ holds the parts: ``workloads.py`` what is timed, ``timing.py`` how,
 - ``match``: the Hungarian assignment of every decoder layer's predictions
   for a batch (synthetic head outputs), cost computation included:
   mmdet's assigner once per image and layer, on the inputs its head's
-  ``get_targets`` gives it (recorded); mmdetr's assigner on the same boxes
-  in one batched call (``HungarianAssigner.match``).
+  ``get_targets`` gives it (recorded); mmdetr's assigner on the same
+  predictions in one batched call (``HungarianAssigner.match``).
 - ``targets``: matching plus every layer's targets, as each head's loss
   builds them (mmdet: ``get_targets`` per layer; mmdetr:
-  ``SetCriterion.match``, all layers at once).
+  ``SetTargets.build`` and ``HungarianAssigner.match``, all layers at
+  once).
 - ``train host syncs``: how often one training step (logging included)
   makes the host wait for the device or copy between them, counted by
   ``benchmarking/host_sync.py`` (each model with the optimizer wrapper its

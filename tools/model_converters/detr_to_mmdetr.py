@@ -163,7 +163,10 @@ def build_target_model(cfg):
             and model_cfg.get('type') == 'DETR'):
         # the model only receives the weights: a channels-last layout would
         # convert each of them twice for nothing
-        model_cfg['channels_last'] = False
+        model_cfg['speedups'] = [
+            s for s in model_cfg.get('speedups', [])
+            if str(s.get('type', '')).split('.')[-1] != 'ChannelsLast'
+        ]
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope(
             cfg.get('default_scope', 'mmdet')):

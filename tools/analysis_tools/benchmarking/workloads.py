@@ -180,11 +180,10 @@ def mmdet_match(head, calls: List[dict]) -> list:
     return [head.assigner.assign(**kwargs) for kwargs in calls]
 
 
-def mmdetr_match(head, cls, boxes, gt_bboxes, gt_labels, metas):
-    """mmdetr's assigner on all layers and images at once (``match``), on
-    the absolute x1y1x2y2 boxes mmdet's head hands its assigner."""
-    return head.criterion.assigner.match(cls, boxes, gt_labels, gt_bboxes,
-                                         metas)
+def mmdetr_match(head, cls, box, targets):
+    """mmdetr's assigner on all layers and images at once (``match``): the
+    matches of every layer, back on the predictions' device."""
+    return head.assigner.match(cls, box, targets)
 
 
 def mmdet_targets(head, cls, box, gt_instances, metas) -> list:
@@ -196,10 +195,12 @@ def mmdet_targets(head, cls, box, gt_instances, metas) -> list:
 
 
 def mmdetr_targets(head, cls, box, gt_bboxes, gt_labels, metas):
-    """mmdetr's set criterion: every layer matched at once and the targets
-    of every layer (class targets, matched boxes, normalisers) packed with
-    one copy to the device (``SetCriterion.match``)."""
-    return head.criterion.match(cls, box, gt_bboxes, gt_labels, metas)
+    """mmdetr's targets: the batch's ground truths in the forms the loss
+    reads (``SetTargets.build``) and every layer matched at once, the
+    matches copied back to the device once."""
+    from mmdetr.models import SetTargets
+    targets = SetTargets.build(gt_bboxes, gt_labels, metas)
+    return targets, head.assigner.match(cls, box, targets)
 
 
 def _match_setup_inputs(bench: Bench):
@@ -214,25 +215,23 @@ def setup_match(bench: Bench) -> Tuple[Step, Step]:
     leaves out what its ``_get_targets_single`` does before calling the
     assigner (the box conversion, building the ``InstanceData``): about 15%
     of mmdet's match time on a CPU, so the ratio leans in mmdet's favour."""
+    from mmdetr.models import SetTargets
     cls, box, gt_bboxes, gt_labels, gt_instances, metas = \
         _match_setup_inputs(bench)
     ref_head, our_head = bench.mmdet.bbox_head, bench.mmdetr.bbox_head
     with torch.no_grad():
         calls = mmdet_assigner_calls(ref_head, cls, box, gt_instances, metas)
-    # the same absolute boxes mmdet's head gave its assigner, [layer][image]
-    boxes = torch.stack([
-        torch.stack([calls[n * len(metas) + i]['pred_instances'].bboxes
-                     for i in range(len(metas))]) for n in range(len(cls))
-    ])
+    # the batch's targets, built once per step before the matching
+    targets = SetTargets.build(gt_bboxes, gt_labels, metas)
     return (lambda: mmdet_match(ref_head, calls),
-            lambda: mmdetr_match(our_head, cls, boxes, gt_bboxes, gt_labels,
-                                 metas))
+            lambda: mmdetr_match(our_head, cls, box, targets))
 
 
 def setup_targets(bench: Bench) -> Tuple[Step, Step]:
     """Matching and every layer's targets as each head's loss builds them:
     mmdet's ``get_targets`` per layer (per-image matching and dense
-    targets), mmdetr's ``SetCriterion.match`` (all layers at once)."""
+    targets), mmdetr's targets and ``HungarianAssigner.match`` (all layers
+    at once)."""
     cls, box, gt_bboxes, gt_labels, gt_instances, metas = \
         _match_setup_inputs(bench)
     ref_head, our_head = bench.mmdet.bbox_head, bench.mmdetr.bbox_head

@@ -1,6 +1,7 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 """SyncBatchNorm conversion (``sync_bn='torch'`` in a config, as multi-GPU
-users set it) leaves the model's outputs as they were."""
+users set it) leaves the model's outputs as they were, with the
+FrozenBatchNorms speed-up (folded or not)."""
 import copy
 
 import pytest
@@ -9,12 +10,11 @@ import torch.nn as nn
 from mmengine.model import convert_sync_batchnorm
 
 from helpers import build_mmdetr, make_batch, mmdetr_cfg, preprocess
-from mmdetr.models import FrozenBatchNorm2d
+from mmdetr.speed import FrozenBatchNorm2d
 
 
 def model_with(trainable_bn: bool, fold: bool):
-    cfg = mmdetr_cfg()
-    cfg['fold_frozen_bn'] = fold
+    cfg = mmdetr_cfg(speedups=[dict(type='FrozenBatchNorms', fold=fold)])
     if trainable_bn:
         cfg['backbone']['norm_cfg'] = dict(type='BN', requires_grad=True)
         cfg['backbone']['norm_eval'] = False

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from mmdetr.models.precision import cached_cast, cached_weights_dtype
+from .weight_cache import cached_cast, cached_weights_dtype
 
 
 class FrozenBatchNorm2d(nn.BatchNorm2d):
@@ -114,6 +114,9 @@ class ConvFrozenBN2d(nn.Conv2d):
     # convolution (no duplicate state-dict keys)
     _folded_norm: Tuple[FrozenBatchNorm2d] = ()
     _folded_at: Tuple[nn.Module, str] = ()
+    #: keep the folded weight in autocast's dtype between inference calls
+    #: (set by :class:`~mmdetr.speed.transforms.AutocastWeightCache`)
+    cache_weights = False
 
     def applies_norm(self) -> bool:
         """Whether this convolution applies its BatchNorm now: the norm is
@@ -129,9 +132,9 @@ class ConvFrozenBN2d(nn.Conv2d):
     def forward(self, x: Tensor) -> Tensor:
         if not self.applies_norm():
             return super().forward(x)
-        if cached_weights_dtype(x) is not None:
+        if self.cache_weights and cached_weights_dtype(x) is not None:
             # autocast inference: the folded weight in autocast's dtype,
-            # kept between calls (mmdetr.models.precision)
+            # kept between calls (mmdetr.speed.weight_cache)
             norm = self._folded_norm[0]
             dtype = cached_weights_dtype(x)
             weight, bias = cached_cast(

@@ -1,27 +1,40 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
-"""multi_head_attention: torch's attention, or on CPU training with dropout
-SoftmaxDropoutAttention, which must compute exactly dropout(softmax) @ v."""
+"""FastMultiheadAttention (the FusedAttention speed-up): torch's attention,
+or on CPU training with dropout SoftmaxDropoutAttention, which must compute
+exactly dropout(softmax) @ v."""
 from contextlib import nullcontext
 
 import pytest
 import torch
 import torch.nn as nn
 
-from mmdetr.models import attention as attention_module
-from mmdetr.models.attention import (SoftmaxDropoutAttention,
-                                     multi_head_attention)
+from helpers import build_mmdetr, mmdetr_cfg
+from mmdetr.models.precision import in_autocast_dtype
+from mmdetr.speed import attention as attention_module
+from mmdetr.speed.attention import (FastMultiheadAttention,
+                                    SoftmaxDropoutAttention)
 
 DIMS, HEADS = 16, 4
 
 
 def make_mha(dropout=0.25, dtype=torch.float64):
+    """An nn.MultiheadAttention as FusedAttention leaves it."""
     torch.manual_seed(0)
     mha = nn.MultiheadAttention(DIMS, HEADS, dropout=dropout,
                                 batch_first=True)
     with torch.no_grad():  # non-zero biases, so that they are checked too
         mha.in_proj_bias.normal_()
         mha.out_proj.bias.normal_()
+    mha.__class__ = FastMultiheadAttention
+    mha.fused_dropout = True
     return mha.to(dtype)
+
+
+def multi_head_attention(mha, query, key, value, mask=None, generator=None):
+    """The transformer's call (no attention weights returned)."""
+    mha.generator = generator
+    return mha(query, key, value, key_padding_mask=mask,
+               need_weights=False)[0]
 
 
 def inputs(bs=2, lq=5, lk=7, dtype=torch.float64, self_attention=False):
@@ -137,30 +150,19 @@ def test_other_cases_are_torch_attention(case, monkeypatch):
                    dtype=torch.float32)
     mha.train(case != 'eval')
     query, key, value, mask = inputs(dtype=torch.float32)
-    refs = [(query, key, value)]
-    if case == 'autocast':
-        # autocast casts the inputs to bfloat16 at the in-projection; torch
-        # 2.1 refuses a padding mask beside float32 inputs under autocast,
-        # so mmdetr casts them first: the same numbers where torch can do
-        # both
-        refs.insert(0, tuple(x.bfloat16() for x in (query, key, value)))
-    compared = 0
     with torch.no_grad() if case == 'no_grad' else nullcontext(), (
             torch.autocast('cpu', dtype=torch.bfloat16)
             if case == 'autocast' else nullcontext()):
+        # as the transformer calls it (in bfloat16 under autocast)
+        query, key, value = in_autocast_dtype(query, key, value)
         torch.manual_seed(7)
         ours = multi_head_attention(mha, query, key, value, mask)
-        for q, k, v in refs:
-            torch.manual_seed(7)
-            try:
-                ref = mha(q, k, v, key_padding_mask=mask,
-                          need_weights=False)[0]
-            except RuntimeError as e:  # torch 2.1, float32 under autocast
-                assert q.dtype == torch.float32 and 'attn_mask' in str(e)
-                continue
-            torch.testing.assert_close(ours, ref, rtol=0, atol=0)
-            compared += 1
-    assert compared and not calls
+        torch.manual_seed(7)
+        ref = nn.MultiheadAttention.forward(
+            mha, query, key, value, key_padding_mask=mask,
+            need_weights=False)[0]
+    torch.testing.assert_close(ours, ref, rtol=0, atol=0)
+    assert not calls
 
 
 def test_cpu_training_path_is_taken(monkeypatch):
@@ -171,3 +173,19 @@ def test_cpu_training_path_is_taken(monkeypatch):
     mha = make_mha(dtype=torch.float32).train()
     multi_head_attention(mha, *inputs(dtype=torch.float32))
     assert calls == [1]
+
+
+def test_the_transform_swaps_every_attention_and_nothing_else():
+    """FusedAttention changes the attentions' class only: the same
+    parameters and state-dict keys; without it they stay torch's."""
+    torch.manual_seed(0)
+    fused = build_mmdetr()
+    plain = build_mmdetr(mmdetr_cfg(speedups=[]))
+    attentions = [m for m in fused.modules()
+                  if isinstance(m, nn.MultiheadAttention)]
+    assert len(attentions) == 2 + 2 * 2  # encoder 2, decoder 2 x 2
+    assert all(type(m) is FastMultiheadAttention and m.fused_dropout
+               for m in attentions)
+    assert all(type(m) is nn.MultiheadAttention for m in plain.modules()
+               if isinstance(m, nn.MultiheadAttention))
+    assert fused.state_dict().keys() == plain.state_dict().keys()

@@ -1,4 +1,6 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
+"""Frozen BatchNorm as an affine map that keeps no input, folded into the
+convolution before it (the FrozenBatchNorms speed-up)."""
 import copy
 
 import pytest
@@ -6,8 +8,8 @@ import torch
 import torch.nn as nn
 
 from helpers import build_mmdetr, mmdetr_cfg
-from mmdetr.models import (ConvFrozenBN2d, FrozenBatchNorm2d,
-                           fold_frozen_batch_norms, freeze_batch_norms)
+from mmdetr.speed import (ConvFrozenBN2d, FrozenBatchNorm2d,
+                          fold_frozen_batch_norms, freeze_batch_norms)
 
 
 def frozen_pair(channels=6):
@@ -240,6 +242,8 @@ def test_only_known_conv_norm_pairs_fold():
 
 
 def test_detr_folds_its_backbone_batch_norms_unless_told_not_to():
+    """The configs' speed-up folds all of them; fold=False freezes them
+    only; without the speed-up they are torch's BatchNorm2d."""
     model = build_mmdetr()
     folded = [m for m in model.backbone.modules()
               if isinstance(m, ConvFrozenBN2d)]
@@ -248,5 +252,10 @@ def test_detr_folds_its_backbone_batch_norms_unless_told_not_to():
     assert len(folded) == len(norms) == 20  # ResNet-18
     # the head's 1x1 projection is no BatchNorm's
     assert type(model.bbox_head.input_proj) is nn.Conv2d
-    model = build_mmdetr(cfg=dict(mmdetr_cfg(), fold_frozen_bn=False))
+    model = build_mmdetr(mmdetr_cfg(
+        speedups=[dict(type='FrozenBatchNorms', fold=False)]))
     assert not any(isinstance(m, ConvFrozenBN2d) for m in model.modules())
+    assert any(type(m) is FrozenBatchNorm2d for m in model.modules())
+    model = build_mmdetr(mmdetr_cfg(speedups=[]))
+    assert not any(isinstance(m, (ConvFrozenBN2d, FrozenBatchNorm2d))
+                   for m in model.modules())
