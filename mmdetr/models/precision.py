@@ -10,7 +10,6 @@ decision:
 |---|---|---|
 | positional encoding | positions over wavelengths up to 10000: in bfloat16 the phase of a sine is off by up to 0.04 | :class:`SinePositionalEncoding` |
 | padding mask | exact comparisons of pixel counts | :func:`feature_padding_mask` |
-| attention inputs with a padding mask | cast to the reduced dtype before torch's attention, as its in-projection would: torch 2.1 refuses a float padding mask beside bfloat16 queries otherwise | :func:`in_autocast_dtype`, :mod:`~mmdetr.models.transformer` |
 | class and box predictors | a sigmoid box in bfloat16 is off by up to 2.6 px at 1333 px; bfloat16 scores tie, changing the ranking | :meth:`DETRHead.predict_layers` |
 | detections | softmax, top-k, scaling to pixels | :meth:`DETRHead.predict_by_feat` |
 | matching, losses, normalisers | box areas of an 800x1066 image overflow float16; the assignment must not depend on the dtype | :meth:`DETRHead.loss` |
@@ -18,7 +17,6 @@ decision:
 Without autocast nothing here changes what runs.
 """
 from contextlib import nullcontext
-from typing import Tuple
 
 import torch
 from torch import Tensor
@@ -60,21 +58,3 @@ def to_float32(x: Tensor) -> Tensor:
     if x.dtype in (torch.float16, torch.bfloat16):
         return x.float()
     return x
-
-
-def in_autocast_dtype(*inputs: Tensor) -> Tuple[Tensor, ...]:
-    """Under autocast, float32 ``inputs`` in autocast's dtype (a tensor
-    given twice is cast once, so that torch still sees it is the same), as
-    the attention's in-projection casts them anyway; otherwise unchanged.
-    torch 2.1's attention turns the padding mask into a float mask of the
-    inputs' dtype and then refuses it beside the bfloat16 queries."""
-    device_type = inputs[0].device.type
-    if not autocast_enabled_for(device_type) or \
-            inputs[0].dtype != torch.float32:
-        return inputs
-    dtype = autocast_dtype(device_type)
-    cast = {}
-    for x in inputs:
-        if id(x) not in cast:
-            cast[id(x)] = x.to(dtype)
-    return tuple(cast[id(x)] for x in inputs)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import Tensor
 
-from mmdetr.models.precision import in_autocast_dtype
+from mmdetr.models.precision import autocast_dtype, autocast_enabled_for
 from mmdetr.registry import MODELS
 
 _ACTIVATIONS = {'relu': F.relu, 'gelu': F.gelu}
@@ -24,8 +24,13 @@ _ACTIVATIONS = {'relu': F.relu, 'gelu': F.gelu}
 def _attention(mha: nn.MultiheadAttention, query: Tensor, key: Tensor,
                value: Tensor, key_padding_mask: Optional[Tensor] = None
                ) -> Tensor:
-    if key_padding_mask is not None:  # mixed precision on torch 2.1
-        query, key, value = in_autocast_dtype(query, key, value)
+    if key_padding_mask is not None and query.dtype == torch.float32 and \
+            autocast_enabled_for(query.device.type):
+        # cast as the in-projection would: torch 2.1 wants its float padding
+        # mask in the queries' dtype (a tensor given twice stays one)
+        cast = {id(x): x.to(autocast_dtype(query.device.type))
+                for x in {id(x): x for x in (query, key, value)}.values()}
+        query, key, value = (cast[id(x)] for x in (query, key, value))
     return mha(query, key, value, key_padding_mask=key_padding_mask,
                need_weights=False)[0]
 

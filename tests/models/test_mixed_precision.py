@@ -98,9 +98,12 @@ def test_attention_in_bfloat16_ignores_padding_and_stays_close():
         full = mha(query, key, key, key_padding_mask=mask,
                    need_weights=False)[0]
         with torch.autocast(**BF16):
-            auto = mha(query, key, key, key_padding_mask=mask,
+            # the inputs in bfloat16, as mmdetr's transformer passes them
+            # under autocast (torch 2.1 refuses float32 ones with a mask)
+            q, k, c = (x.bfloat16() for x in (query, key, changed))
+            auto = mha(q, k, k, key_padding_mask=mask,
                        need_weights=False)[0]
-            other = mha(query, changed, changed, key_padding_mask=mask,
+            other = mha(q, c, c, key_padding_mask=mask,
                         need_weights=False)[0]
     assert auto.dtype == torch.bfloat16
     assert torch.equal(auto, other)  # the padding is not attended at all

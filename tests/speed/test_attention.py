@@ -9,7 +9,6 @@ import torch
 import torch.nn as nn
 
 from helpers import build_mmdetr, mmdetr_cfg
-from mmdetr.models.precision import in_autocast_dtype
 from mmdetr.speed import attention as attention_module
 from mmdetr.speed.attention import (FastMultiheadAttention,
                                     SoftmaxDropoutAttention)
@@ -153,8 +152,8 @@ def test_other_cases_are_torch_attention(case, monkeypatch):
     with torch.no_grad() if case == 'no_grad' else nullcontext(), (
             torch.autocast('cpu', dtype=torch.bfloat16)
             if case == 'autocast' else nullcontext()):
-        # as the transformer calls it (in bfloat16 under autocast)
-        query, key, value = in_autocast_dtype(query, key, value)
+        if case == 'autocast':  # as the transformer calls it
+            query, key, value = (x.bfloat16() for x in (query, key, value))
         torch.manual_seed(7)
         ours = multi_head_attention(mha, query, key, value, mask)
         torch.manual_seed(7)
