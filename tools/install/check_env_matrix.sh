@@ -76,8 +76,9 @@ if [ "$tier" != none ]; then
       PYTEST_ARGS="-q -p no:cacheprovider" \
       2>&1 | tee "$log_dir/tests-$torch_version.log" || status=$?
   fi
-  summary=$(grep -E '^=+ .*(passed|failed|error).* in ' \
-    "$log_dir/tests-$torch_version.log" | tr -d '=' | paste -sd ';' -)
+  # pytest's last line of each run, with or without -q's bare form
+  summary=$(grep -E '(passed|failed|error).* in [0-9.]+s' \
+    "$log_dir/tests-$torch_version.log" | tr -d '=' | paste -sd ';' - || true)
 fi
 tests_s=$(( $(date +%s) - t_tests ))
 versions=$(python -c "import torch, numpy, mmcv, mmengine, mmdet; print(f'torch {torch.__version__}, numpy {numpy.__version__}, mmcv {mmcv.__version__}, mmengine {mmengine.__version__}, mmdet {mmdet.__version__}')")
