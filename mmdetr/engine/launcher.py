@@ -143,6 +143,20 @@ def resume_from_latest(work_dir: str) -> Optional[str]:
     return choice[0]
 
 
+def close_process_group() -> None:
+    """Destroy the default process group, if one is up (no-op otherwise).
+
+    The tools call it when a run ends normally or stops on a signal: a gloo
+    group left to the interpreter's exit can abort the process after its
+    work is done (SIGABRT, ``terminate called without an active
+    exception``: gloo's threads outlive the interpreter,
+    pytorch/pytorch#190489). It is not called on an error, where another
+    rank may still wait in a collective with this one.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def build_runner(cfg: Config, launcher: str, resume_latest: bool = False):
     """Set up ``launcher`` and build the config's runner: ``runner_type``
     if given, else mmdetr's Runner (atomic checkpoint saves, safe loading).

@@ -63,7 +63,9 @@ def kill_group(proc: subprocess.Popen) -> None:
 # A 2-process gloo run on this CPU torch build sometimes dies in torch's C++
 # runtime ("terminate called without an active exception", SIGABRT in one
 # rank) before any mmdetr code runs (about 1 run in 10). Such a run is
-# repeated once; any other failure fails at once.
+# repeated once; any other failure fails at once. (The same abort at the
+# end of a run, from a process group left to the interpreter's exit, is
+# the tools' to prevent: they close the group, tests/engine/test_launcher.py.)
 GLOO_ABORT = 'terminate called without an active exception'
 
 
