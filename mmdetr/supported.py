@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Tuple
 #: package -> (lowest supported, first unsupported) release; ``python`` is
 #: the interpreter
 SUPPORTED: Dict[str, Tuple[str, str]] = {
-    'python': ('3.9', '3.13'),
+    'python': ('3.10', '3.13'),
     'torch': ('2.1', '2.15'),
     'mmcv': ('2.1.0', '2.2.0'),
     'mmengine': ('0.10.0', '0.11.0'),
