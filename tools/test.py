@@ -27,7 +27,7 @@ import sys
 
 from mmengine.config import Config, ConfigDict, DictAction
 
-from mmdetr.engine import build_runner, close_process_group
+from mmdetr.engine import build_runner, closing_process_group
 from mmdetr.engine.amp import amp_test_config
 
 # tools/ is not a package: its shared module is imported as a sibling, also
@@ -206,12 +206,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = build_cfg(args)
     runner = build_runner(cfg, args.launcher)
-    try:
+    with closing_process_group():
         runner.test()
-    except SystemExit:  # a stop on a signal (status 75): every rank agreed
-        close_process_group()
-        raise
-    close_process_group()
 
 
 if __name__ == '__main__':

@@ -20,7 +20,7 @@ import sys
 
 from mmengine.config import Config
 
-from mmdetr.engine import build_runner, close_process_group
+from mmdetr.engine import build_runner, closing_process_group
 from mmdetr.engine.amp import amp_train_config
 
 # tools/ is not a package: its shared module is imported as a sibling, also
@@ -88,12 +88,8 @@ def main(argv=None) -> None:
     cfg = build_cfg(args)
     runner = build_runner(
         cfg, args.launcher, resume_latest=args.resume == 'auto')
-    try:
+    with closing_process_group():
         runner.train()
-    except SystemExit:  # a stop on a signal (status 75): every rank agreed
-        close_process_group()
-        raise
-    close_process_group()
 
 
 if __name__ == '__main__':

@@ -7,7 +7,7 @@ from .checkpoint_files import (CorruptCheckpointError, find_latest_checkpoint,
 from .grad_norm import DeferredGradNormMixin, DeferredGradNormOptimWrapper
 from .hooks import DataCheckError, DataCheckHook
 from .launcher import (LAUNCHERS, build_runner, close_process_group,
-                       load_config, resume_from_latest,
+                       closing_process_group, load_config, resume_from_latest,
                        set_deterministic_env, setup_launcher)
 from .optim_wrapper import (ConsecutiveSkipGuard,
                             SkipNonFiniteAmpOptimWrapper)
@@ -20,7 +20,8 @@ from .runner import Runner
 __all__ = [
     'DataCheckError', 'DataCheckHook', 'Runner', 'find_latest_checkpoint',
     'verify_checkpoint', 'CorruptCheckpointError', 'LAUNCHERS',
-    'build_runner', 'close_process_group', 'load_config', 'resume_from_latest',
+    'build_runner', 'close_process_group', 'closing_process_group',
+    'load_config', 'resume_from_latest',
     'set_deterministic_env', 'setup_launcher', 'ConsecutiveSkipGuard',
     'SkipNonFiniteAmpOptimWrapper', 'DeferredGradNormMixin',
     'DeferredGradNormOptimWrapper', 'ResumableEpochBasedTrainLoop',

@@ -10,7 +10,8 @@ its own initialisation) and DDP is told there are no device ids.
 import os
 import os.path as osp
 import subprocess
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 import torch
 import torch.distributed as dist
@@ -155,6 +156,20 @@ def close_process_group() -> None:
     """
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextmanager
+def closing_process_group() -> Iterator[None]:
+    """``with closing_process_group(): runner.train()``: the process group
+    is closed (:func:`close_process_group`) when the block returns or stops
+    on a signal (``SystemExit``, status 75: every rank agreed), and left up
+    on an error."""
+    try:
+        yield
+    except SystemExit:
+        close_process_group()
+        raise
+    close_process_group()
 
 
 def build_runner(cfg: Config, launcher: str, resume_latest: bool = False):

@@ -11,7 +11,8 @@ from mmengine.config import Config
 from helpers import run, run_distributed, write_tiny_train_config
 from mmdetr.engine import set_deterministic_env
 
-RECORD = ("custom_imports = dict(imports=['mmdetr', 'helpers.record_start_hook'], "
+RECORD = ("custom_imports = dict("
+          "imports=['mmdetr', 'helpers.record_start_hook'], "
           'allow_failed_imports=False)\n'
           "custom_hooks = [dict(type='RecordStartHook')]\n"
           'randomness = dict(seed=0, deterministic=True)\n'

@@ -27,7 +27,7 @@ def bad_boxes_root(root):
         data = json.load(f)
     data['categories'].append(dict(id=99, name='not_configured'))
     img = data['images'][1]
-    w, h = img['width'], img['height']
+    w = img['width']
     bad = [
         [5, 5, 0, 10],  # zero width
         [5, 5, 10, -3],  # negative height

@@ -121,7 +121,8 @@ def main(argv=None) -> int:
     os.makedirs(out_dir, exist_ok=True)
     quantize(cfg, args.onnx_file, args.output_file, args.calib_images,
              args.op_types)
-    print(f'quantize_onnx: wrote {args.output_file} (int8 {", ".join(args.op_types)}, '
+    ops = ', '.join(args.op_types)
+    print(f'quantize_onnx: wrote {args.output_file} (int8 {ops}, '
           f'calibrated on {args.calib_images} training images)')
     return 0
 
