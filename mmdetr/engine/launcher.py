@@ -147,12 +147,11 @@ def resume_from_latest(work_dir: str) -> Optional[str]:
 def close_process_group() -> None:
     """Destroy the default process group, if one is up (no-op otherwise).
 
-    The tools call it when a run ends normally or stops on a signal: a gloo
-    group left to the interpreter's exit can abort the process after its
-    work is done (SIGABRT, ``terminate called without an active
-    exception``: gloo's threads outlive the interpreter,
-    pytorch/pytorch#190489). It is not called on an error, where another
-    rank may still wait in a collective with this one.
+    The tools call it when a run ends normally or stops on a signal, as
+    torch asks of a process before it exits (a group left to the
+    interpreter's exit can abort it: pytorch/pytorch#190489). It is not
+    called on an error, where another rank may still wait in a collective
+    with this one.
     """
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

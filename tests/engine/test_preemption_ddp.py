@@ -4,30 +4,38 @@ after the same iteration with one checkpoint (status 75 each, nobody left
 in a collective); --resume ends bit-identical to the uninterrupted 2-process
 run. The demo model, 8 images, batch 2 per rank: 2 iterations an epoch,
 2 epochs; the signal comes during iteration 3 (the first of epoch 2)."""
+import os.path as osp
+import shutil
 import sys
 
 import pytest
 
 from helpers import assert_same_training, run, write_demo_config, write_shapes
-from helpers.tools import GLOO_ABORT
+from helpers.tools import GLOO_ABORT, GLOO_ATTEMPTS
 
 pytestmark = pytest.mark.slow
 
 
 def torchrun(cfg, work_dir, port, *extra, stopped=False):
-    """tools/train.py on 2 processes; repeated once when a rank died of
-    :data:`GLOO_ABORT` (the repeated command resumes from what the first
-    attempt left, which must give the same result)."""
+    """tools/train.py on 2 processes; repeated from the same work dir
+    contents when a rank died of :data:`GLOO_ABORT` (up to
+    :data:`GLOO_ATTEMPTS` runs)."""
     cmd = (sys.executable, '-m', 'torch.distributed.run',
            '--nproc_per_node=2', f'--master_port={port}', 'tools/train.py',
            cfg, '--work-dir', work_dir, '--launcher', 'pytorch', *extra)
-    for _ in range(2):
+    start = f'{work_dir}.start'
+    if osp.isdir(work_dir):
+        shutil.copytree(work_dir, start)
+    for _ in range(GLOO_ATTEMPTS):
         proc = run(*cmd, check=False)
         out = proc.stdout + proc.stderr
         done = (proc.returncode != 0 and out.count('exitcode  : 75') == 2
                 if stopped else proc.returncode == 0)
         if done or GLOO_ABORT not in out:
             break
+        shutil.rmtree(work_dir)
+        if osp.isdir(start):
+            shutil.copytree(start, work_dir)
     assert done, f'exit status {proc.returncode}\n{out[-6000:]}'
     return out
 
