@@ -1,7 +1,7 @@
 # Copyright (c) mmdetr contributors. All rights reserved.
 """tools/train.py and tools/test.py leave no process group behind when a
-run ends normally or stops on a signal (a gloo group left to the
-interpreter's exit can abort the finished process)."""
+run ends normally or stops on a signal, as torch asks of a process before
+it exits; an error leaves the group up."""
 import pytest
 import torch.distributed as dist
 
