@@ -4,6 +4,8 @@ from .amp import (AmpTestLoop, AmpUnsupportedError, CpuBf16Support,
 from .bf16_optim_wrapper import BF16OptimWrapper
 from .checkpoint_files import (CorruptCheckpointError, find_latest_checkpoint,
                                verify_checkpoint)
+from .fused_optimizer import (FusedOptimWrapperConstructor,
+                              fused_unavailable)
 from .grad_norm import DeferredGradNormMixin, DeferredGradNormOptimWrapper
 from .hooks import DataCheckError, DataCheckHook
 from .launcher import (LAUNCHERS, build_runner, close_process_group,
@@ -28,5 +30,5 @@ __all__ = [
     'ResumableIterBasedTrainLoop', 'ResumeCheckpointHook', 'EXIT_RESUMABLE',
     'ResumeMismatchError', 'AmpTestLoop', 'AmpUnsupportedError',
     'CpuBf16Support', 'amp_autocast', 'check_amp', 'cpu_bf16_support',
-    'BF16OptimWrapper'
+    'BF16OptimWrapper', 'FusedOptimWrapperConstructor', 'fused_unavailable'
 ]

@@ -1,7 +1,10 @@
 # DETR, 150 epochs: AdamW 1e-4 (backbone 1e-5), weight decay 1e-4, gradient
-# clipping at L2 norm 0.1, lr x0.1 at epoch 100.
+# clipping at L2 norm 0.1, lr x0.1 at epoch 100. The optimizer's step runs
+# in torch's fused kernel where it has one (mmdetr/engine/fused_optimizer.py;
+# constructor='DefaultOptimWrapperConstructor' is torch's default loop).
 optim_wrapper = dict(
     type='mmdetr.DeferredGradNormOptimWrapper',
+    constructor='mmdetr.FusedOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=0.0001, weight_decay=0.0001),
     clip_grad=dict(max_norm=0.1, norm_type=2),
     paramwise_cfg=dict(
