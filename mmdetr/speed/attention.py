@@ -32,6 +32,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from mmdetr.models.precision import autocast_enabled_for
+from .dropout import keep_mask, quantised
 from .weight_cache import cached_cast, cached_weights_dtype
 
 
@@ -39,8 +40,10 @@ class SoftmaxDropoutAttention(torch.autograd.Function):
     """``dropout(softmax(q @ k^T + bias)) @ v`` with its own backward.
 
     Forward keeps the softmax ``P`` and the dropped-out map
-    ``D = P * keep / (1 - p)`` (``keep``: uniform noise ``>= p``, so each
-    element is kept with probability ``1 - p``, as ``nn.Dropout``). Backward
+    ``D = P * keep / (1 - p')`` (``keep``:
+    :func:`~mmdetr.speed.dropout.keep_mask`, each element kept with
+    probability ``1 - p'``, ``p'`` the drop probability ``p`` rounded to a
+    multiple of 2**-15). Backward
     needs nothing else: with ``G = dOut @ v^T``, the softmax input's gradient
     is ``G * D - P * rowsum(G * D)``, since ``P * dP = G * D``, computed in
     place in ``G``.
@@ -65,8 +68,8 @@ class SoftmaxDropoutAttention(torch.autograd.Function):
         scores = torch.bmm(q, kt) if bias is None else torch.baddbmm(
             bias, q, kt)
         probs = torch.softmax(scores, -1, out=scores)  # in place
-        dropped = torch.empty_like(probs).uniform_(0, 1, generator=generator)
-        dropped.ge_(p).mul_(1 / (1 - p)).mul_(probs)
+        keep = keep_mask(probs.shape, p, probs.device, generator)
+        dropped = torch.mul(probs, keep).mul_(1 / (1 - quantised(p)))
         ctx.save_for_backward(q, k, v, probs, dropped)
         return torch.bmm(dropped, v)
 

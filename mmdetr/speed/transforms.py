@@ -12,6 +12,7 @@ module classes or adding a forward pre-hook::
             dict(type='FrozenBatchNorms'),  # fold=True
             dict(type='ChannelsLast'),
             dict(type='FusedAttention'),
+            dict(type='FastDropout'),
             dict(type='AutocastWeightCache'),
         ])
 
@@ -24,6 +25,7 @@ import torch.nn as nn
 
 from mmdetr.registry import MODELS
 from .attention import FastMultiheadAttention
+from .dropout import BitsDropout
 from .frozen_batch_norm import (FrozenBatchNorm2d, fold_frozen_batch_norms,
                                 freeze_batch_norms, frozen_norm_slots,
                                 restore_frozen_batch_norms)
@@ -105,6 +107,20 @@ class FusedAttention:
                 m.__class__ = FastMultiheadAttention
             if isinstance(m, FastMultiheadAttention):
                 m.fused_dropout = True
+        return model
+
+
+@MODELS.register_module()
+class FastDropout:
+    """Every ``nn.Dropout`` becomes a
+    :class:`~mmdetr.speed.dropout.BitsDropout`: training dropout on a CPU
+    from a quarter of the random numbers (another draw of the same
+    distribution; evaluation is unchanged)."""
+
+    def __call__(self, model: nn.Module) -> nn.Module:
+        for m in model.modules():
+            if type(m) is nn.Dropout:
+                m.__class__ = BitsDropout
         return model
 
 

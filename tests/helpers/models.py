@@ -52,6 +52,7 @@ SPEEDUPS = [
     dict(type='FrozenBatchNorms'),
     dict(type='ChannelsLast'),
     dict(type='FusedAttention'),
+    dict(type='FastDropout'),
     dict(type='AutocastWeightCache'),
 ]
 

@@ -12,6 +12,7 @@ from helpers import build_mmdetr, mmdetr_cfg
 from mmdetr.speed import attention as attention_module
 from mmdetr.speed.attention import (FastMultiheadAttention,
                                     SoftmaxDropoutAttention)
+from mmdetr.speed.dropout import keep_mask, quantised
 
 DIMS, HEADS = 16, 4
 
@@ -49,8 +50,9 @@ def inputs(bs=2, lq=5, lk=7, dtype=torch.float64, self_attention=False):
 
 def reference(mha, query, key, value, mask, seed):
     """The attention written out: each head's softmax of scaled scores over
-    the unpadded keys, elements dropped where uniform noise (drawn in the
-    (bs * heads, lq, lk) layout) is below p, survivors scaled by 1/(1-p)."""
+    the unpadded keys, elements dropped where keep_mask (drawn in the
+    (bs * heads, lq, lk) layout) drops them, survivors scaled by 1/(1-p')
+    (p' = p rounded to a multiple of 2**-15)."""
     bs, lq, dims = query.shape
     lk = key.shape[1]
     hd = dims // HEADS
@@ -65,10 +67,11 @@ def reference(mha, query, key, value, mask, seed):
     scores = q @ k.transpose(-1, -2) / hd**0.5
     scores = scores.masked_fill(mask[:, None, None, :], float('-inf'))
     probs = scores.softmax(-1)
-    noise = torch.empty(bs * HEADS, lq, lk, dtype=query.dtype).uniform_(
-        0, 1, generator=torch.Generator().manual_seed(seed))
-    keep = (noise >= mha.dropout).view(bs, HEADS, lq, lk)
-    out = (probs * keep / (1 - mha.dropout)) @ v
+    keep = keep_mask((bs * HEADS, lq, lk), mha.dropout,
+                     generator=torch.Generator().manual_seed(seed))
+    assert 0 < keep.sum() < keep.numel()
+    out = (probs * keep.view(bs, HEADS, lq, lk) /
+           (1 - quantised(mha.dropout))) @ v
     out = out.transpose(1, 2).reshape(bs, lq, dims)
     return mha.out_proj(out)
 

@@ -28,7 +28,7 @@ def test_without_speedups_the_model_is_plain_pytorch():
     assert {'FrozenBatchNorm2d', 'ConvFrozenBN2d', 'FastMultiheadAttention',
             'CachedCastLinear'} <= speed
     assert [s['type'] for s in SPEEDUPS] == [
-        'FrozenBatchNorms', 'ChannelsLast', 'FusedAttention',
+        'FrozenBatchNorms', 'ChannelsLast', 'FusedAttention', 'FastDropout',
         'AutocastWeightCache']
 
 
