@@ -253,3 +253,39 @@ def test_roofline_probes_count_their_flops(tool):
     step = tool.roofline.probe_steps('cpu', 'bfloat16',
                                      dict(conv=conv, matmul=size))
     assert step['matmul']().dtype == step['conv']().dtype == torch.bfloat16
+
+
+@pytest.mark.slow  # builds both R50 models and runs every row: about 10 s
+def test_benchmark_prints_the_roofline(tool, monkeypatch, capsys, tmp_path):
+    """The roofline table after the times: train and infer with their
+    counted FLOPs, floors and both models' multiples; the peaks; the same
+    in the JSON file."""
+    import json
+    monkeypatch.setattr(tool.roofline, 'PROBES',
+                        dict(conv=(1, 16, 8, 8), matmul=64))
+    tool.main(['--train-sizes', '64x96', '64x80',
+               '--infer-size', '64x96', '--repeats', '1', '--warmup', '0',
+               '--match-repeats', '1', '--match-batch', '1', '--no-memory',
+               '--json', str(tmp_path / 'r.json')])
+    out = capsys.readouterr().out
+    table = out[out.index('\nroofline'):]
+    assert '\ntrain' in table and '\ninfer' in table
+    assert 'peak GFLOPS' in table and '\n' + ' ' * 10 + '  float32' in table
+    data = json.load(open(tmp_path / 'r.json'))
+    rows = {r['name']: r for r in data['rows']}
+    work = {w['workload']: w for w in data['roofline']['workloads']}
+    assert set(work) == {'train', 'infer'}
+    peak = data['roofline']['peaks']['float32']
+    for name, w in work.items():
+        assert w['dtype'] == 'float32'
+        assert w['conv_flops'] > 0 and w['matmul_flops'] > 0
+        assert w['floor'] == pytest.approx(
+            w['conv_flops'] / peak['conv'] +
+            w['matmul_flops'] / peak['matmul'])
+        for model in ('mmdet', 'mmdetr'):
+            assert w['times'][model] == pytest.approx(
+                rows[name][model] / 1e3)
+            assert w['multiples'][model] == pytest.approx(
+                w['times'][model] / w['floor'])
+    # train: 2 images of infer's padded size, and the backward
+    assert work['train']['conv_flops'] > 2 * work['infer']['conv_flops']
