@@ -23,7 +23,15 @@ float16 on CUDA (``--dtype`` picks another).
   Its ``backbone`` row is the backbone's forward plus its backward (from
   when the gradient reaches the backbone's output to the end of backward);
 - ``train peak memory``: one precision's step in a fresh child process
-  (the method of ``benchmarking/memory.py``).
+  (the method of ``benchmarking/memory.py``);
+- ``roofline`` (``--no-roofline`` skips it): the FLOPs of one ``predict``
+  and one training step in each precision, counted by torch's
+  ``FlopCounterMode`` (convolution and matmul-like apart), the speed this
+  machine reaches on a convolution and a matmul probe in float32 and in
+  the mixed-precision dtype, and each row's median as a multiple of its
+  floor, the float32 floor for the float32 rows and the mixed-precision
+  one for the others (``benchmarking/roofline.py``, as
+  ``benchmark.py``'s).
 
 Each round runs both precisions, alternating which goes first (medians;
 ``spread`` is the range of the per-round ratios). The header gives the CPU's
@@ -33,7 +41,8 @@ machine quote ratios, with the load they were taken under.
 (torch's profiler, one run per precision): the transformer, the heads,
 the detections and the preprocessing. ``--no-weight-cache`` times
 inference as torch's autocast alone runs it (the weights cast at every
-call), for comparison.
+call), for comparison. ``--quick`` is a smoke run: 320-pixel images, at
+most 3 rounds, the roofline's small probes.
 """
 import argparse
 import copy
@@ -53,6 +62,7 @@ _HERE = osp.dirname(osp.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
+from benchmarking import roofline  # noqa: E402
 from benchmarking.memory import MMAP_THRESHOLD, _proc_status_kib  # noqa
 from benchmarking.models import ROOT  # noqa: E402
 from benchmarking.workloads import synthetic_batch  # noqa: E402
@@ -87,6 +97,13 @@ def parse_args(argv=None):
     parser.add_argument('--no-train', action='store_true')
     parser.add_argument('--no-memory', action='store_true')
     parser.add_argument('--profile', action='store_true')
+    parser.add_argument('--no-roofline', action='store_true',
+                        help='skip the roofline (the FLOP counts and the '
+                        'peak probes)')
+    parser.add_argument('--quick', action='store_true',
+                        help='smaller images (320-pixel), at most 3 rounds '
+                        'and smaller roofline probes (lower peaks): a smoke '
+                        'run')
     parser.add_argument('--no-weight-cache', action='store_true',
                         help='let autocast cast (and fold) the weights at '
                         'every inference call, as torch alone does '
@@ -95,6 +112,10 @@ def parse_args(argv=None):
     parser.add_argument('--memory-child', choices=PRECISIONS,
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.quick:
+        args.train_sizes = [(320, 427), (288, 384)]
+        args.infer_size = (320, 533)
+        args.repeats = min(args.repeats, 3)
     if args.repeats < 1 or args.warmup < 0:
         parser.error('--repeats must be >= 1 and --warmup >= 0')
     from mmdetr.engine.amp import AmpUnsupportedError, check_amp
@@ -323,6 +344,17 @@ def median_ms(values):
     return statistics.median(values) * 1e3
 
 
+def roofline_entries(flops, results, peaks, dtype):
+    """The roofline rows: each counted (row, precision) with the floor of
+    its precision (float32's, or ``dtype``'s for ``amp``) and its median."""
+    return [
+        roofline.entry(row, flops[row, p],
+                       peaks['float32' if p == 'float32' else dtype],
+                       dict(mmdetr=statistics.median(results[p][row])))
+        for row, p in flops
+    ]
+
+
 def main(argv=None):
     args = parse_args(argv)
     from mmdetr.speed import autocast_weight_cache
@@ -343,8 +375,12 @@ def run(args):
     model, cfg = build_model(args.device)
     timer = BackboneTimer(model, clock)
     raw = synthetic_batch([args.infer_size], 0, NUM_CLASSES)
-    results = time_rounds(infer_steps(model, timer, raw, args), args.warmup,
-                          args.repeats)
+    steps = infer_steps(model, timer, raw, args)
+    results = time_rounds(steps, args.warmup, args.repeats)
+    flops = {}  # (row, precision) -> Flops, for the roofline
+    if not args.no_roofline:
+        for p in PRECISIONS:  # one more run each, after the timed ones
+            flops['predict', p] = roofline.count_flops(steps[p], model)
     rows = [('preprocess', 'preprocess'), ('predict', 'predict'),
             ('  backbone', 'predict_backbone')]
     if not args.no_train:
@@ -358,15 +394,22 @@ def run(args):
         data = model.data_preprocessor(
             synthetic_batch(args.train_sizes, args.train_gts, NUM_CLASSES),
             True)
-        train = time_rounds(train_steps(models, timers, data, optims),
-                            args.warmup, args.repeats)
+        steps = train_steps(models, timers, data, optims)
+        train = time_rounds(steps, args.warmup, args.repeats)
+        if not args.no_roofline:
+            for p in PRECISIONS:
+                flops['train', p] = roofline.count_flops(steps[p])
         for p in PRECISIONS:
             results[p].update(train[p])
         rows += [('train', 'train'), ('  backbone', 'train_backbone')]
-        del models, optims
+        del models, optims, steps
     memory = None
     if not args.no_train and not args.no_memory:
         memory = {p: peak_memory(p, args) for p in PRECISIONS}
+    peaks = None
+    if not args.no_roofline:
+        peaks = roofline.probe_peaks(args.device, ['float32', dtype], clock,
+                                     args.quick)
     load_after = os.getloadavg()
 
     device = args.device if args.device != 'cpu' else \
@@ -399,11 +442,17 @@ def run(args):
     if memory:
         print(f'train peak memory: float32 {memory["float32"] / 2**20:.0f} '
               f'MiB, {dtype} {memory["amp"] / 2**20:.0f} MiB')
+    rooflines = None
+    if peaks:
+        entries = roofline_entries(flops, results, peaks, dtype)
+        print(roofline.format_table(entries, peaks, args.quick, args.clock))
+        rooflines = roofline.to_json(entries, peaks, args.quick)
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump(dict(table=table, memory=memory, load=[load_before,
-                      load_after], args={k: str(v) for k, v in
-                                         vars(args).items()}), f, indent=1)
+            json.dump(dict(table=table, memory=memory, roofline=rooflines,
+                           load=[load_before, load_after],
+                           args={k: str(v) for k, v in vars(args).items()}),
+                      f, indent=1)
     if args.profile:
         profile_outside_backbone(model.eval(), raw, args)
     return 0

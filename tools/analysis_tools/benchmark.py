@@ -8,7 +8,8 @@ queries, 80 classes); mmdetr's gets mmdet's randomly initialised weights
 through ``mmdetr.checkpoints.convert_state_dict(..., 'mmdet3')``, so both
 compute the same function on the same inputs. Rows (``benchmarking/``
 holds the parts: ``workloads.py`` what is timed, ``timing.py`` how,
-``memory.py`` the memory row, ``report.py`` the output):
+``memory.py`` the memory row, ``roofline.py`` the roofline, ``report.py``
+the output):
 
 - ``train``: one full training step as mmengine's ``BaseModel.train_step``
   runs it after the data preprocessor: forward, losses, ``parse_losses``,
@@ -35,6 +36,14 @@ holds the parts: ``workloads.py`` what is timed, ``timing.py`` how,
   configs use); on a GPU each one drains the queue.
 - ``train peak memory``: each model's train step in a child process of its
   own (see ``benchmarking/memory.py``).
+- ``roofline`` (a second table; ``--no-roofline`` skips it): the FLOPs of
+  one run of mmdetr's train step and of its ``predict``, counted by torch's
+  ``FlopCounterMode`` (convolution and matmul-like apart), the speed this
+  machine reaches on a convolution and a matmul probe in float32 and in
+  the mixed-precision dtype (where the device runs it), the floor (the
+  FLOPs at those speeds, in the rows' dtype) and each model's median as a
+  multiple of it (see ``benchmarking/roofline.py``; mmdet computes the same
+  function, so the floor is its too).
 
 Timing: warm-up runs first, then ``repeats`` rounds; each round runs both
 models, alternating which goes first, so slow phases of a shared machine hit
@@ -68,7 +77,8 @@ _HERE = osp.dirname(osp.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-from benchmarking import memory, report, timing, workloads  # noqa: E402
+from benchmarking import (memory, report, roofline, timing,  # noqa: E402
+                          workloads)
 from benchmarking.models import build_one  # noqa: E402
 
 
@@ -118,9 +128,13 @@ def parse_args(argv=None):
                         'bfloat16 instructions)')
     parser.add_argument('--no-memory', action='store_true',
                         help='skip the peak-memory child processes')
+    parser.add_argument('--no-roofline', action='store_true',
+                        help='skip the roofline (the FLOP counts and the '
+                        'peak probes)')
     parser.add_argument('--quick', action='store_true',
-                        help='smaller images and fewer rounds (about a '
-                        'minute on 2 CPU cores)')
+                        help='smaller images, fewer rounds and smaller '
+                        'roofline probes (lower peaks: a smoke run; about '
+                        'a minute on 2 CPU cores)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--json', help='also write the results here')
     # internal: the peak-memory child
@@ -181,7 +195,7 @@ def main(argv=None):
     bench = workloads.Bench(ref, ours, optim_cfg, args)
     del ref, ours  # the bench holds them; dropped before the memory rows
 
-    rows = []
+    rows, flops = [], {}
     for work in workloads.WORKLOADS:
         warmup = max(args.warmup, 1) if work.fast else args.warmup
         repeats = args.match_repeats if work.fast else args.repeats
@@ -189,8 +203,22 @@ def main(argv=None):
             steps = work.setup(bench)
             measured = timing.time_pair(steps, warmup, repeats, clock,
                                         work.name)
+            if work.roofline and not args.no_roofline:
+                # one more run of mmdetr's step, after the timed ones
+                flops[work.name] = roofline.count_flops(
+                    steps[1], bench.mmdetr if work.inference else None)
         del steps  # train steps hold optimizer state
         rows.append(timing.compare(work.name, measured))
+    if not args.no_roofline:
+        dtypes = roofline.probe_dtypes(device)
+        peaks = roofline.probe_peaks(device, dtypes, clock, args.quick)
+        # the rows' dtype: --amp's where it is on
+        peak = peaks[dtypes[-1] if args.amp else 'float32']
+        entries = [
+            roofline.entry(r['name'], flops[r['name']], peak,
+                           {m: r[m] / 1e3 for m in timing.MODELS})
+            for r in rows if r['name'] in flops
+        ]
 
     # rows that are not times: one value per model
     values = [
@@ -213,8 +241,12 @@ def main(argv=None):
     device_name = (torch.cuda.get_device_name(device) if
                    device.startswith('cuda') else 'CPU')
     report.print_table(rows, values, args, device_name)
+    if not args.no_roofline:
+        print(roofline.format_table(entries, peaks, args.quick, args.clock))
     if args.json:
-        report.write_json(args.json, rows, values, args)
+        report.write_json(
+            args.json, rows, values, args, None if args.no_roofline else
+            roofline.to_json(entries, peaks, args.quick))
     print(report.speedup_line(rows))
 
 

@@ -8,6 +8,9 @@
 - ``timing``: how it is timed: alternating rounds, the clock, the per-round
   ratios;
 - ``memory``: the train step's peak memory, each model in a child process;
+- ``roofline``: the FLOPs of the train and infer rows (counted), the
+  peaks of a convolution and a matmul probe, and each row's time as a
+  multiple of its floor (also used by ``amp_benchmark.py``);
 - ``report``: the table, the JSON file and the ``speedup`` line;
 - ``host_sync``: the profiler of the ``train host syncs`` row, which
   counts where the host waits for the device (the tests use it too).

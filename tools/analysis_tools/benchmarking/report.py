@@ -2,7 +2,7 @@
 """How it is reported: the table, the JSON file and the ``speedup`` line."""
 import json
 from dataclasses import asdict, dataclass
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 
@@ -49,15 +49,17 @@ def print_table(rows: Sequence[dict], values: Sequence[ValueRow], args,
 
 
 def write_json(path: str, rows: Sequence[dict], values: List[ValueRow],
-               args) -> None:
+               args, roofline: Optional[dict] = None) -> None:
     """``rows`` and ``values`` as :func:`print_table` gets them, ``memory``
-    (mmdet's and mmdetr's peak bytes, or null) and the options."""
+    (mmdet's and mmdetr's peak bytes, or null), ``roofline``
+    (``roofline.to_json``'s, or null) and the options."""
     memory = next(((v.mmdet, v.mmdetr)
                    for v in values if v.name == 'train peak memory'), None)
     with open(path, 'w') as f:
         json.dump(
             dict(rows=list(rows), values=[asdict(v) for v in values],
-                 memory=memory, args=vars(args)), f, indent=1)
+                 memory=memory, roofline=roofline, args=vars(args)),
+            f, indent=1)
 
 
 def speedup_line(rows: Sequence[dict]) -> str:

@@ -47,11 +47,17 @@ class Workload:
         fast (bool): a step of milliseconds: timed with ``--match-repeats``
             rounds and at least one warm-up round.
         no_grad (bool): time under ``torch.no_grad``.
+        roofline (bool): the row's FLOPs are counted (one run of mmdetr's
+            step) for the roofline table (``roofline.py``).
+        inference (bool): the steps compute no gradients (how
+            ``roofline.count_flops`` counts them).
     """
     name: str
     setup: Callable[[Bench], Tuple[Step, Step]]
     fast: bool = False
     no_grad: bool = False
+    roofline: bool = False
+    inference: bool = False
 
 
 # ------------------------------------------------------------------- data
@@ -242,8 +248,8 @@ def setup_targets(bench: Bench) -> Tuple[Step, Step]:
 
 # the table's timed rows, in order
 WORKLOADS = (
-    Workload('train', setup_train),
-    Workload('infer', setup_infer),
+    Workload('train', setup_train, roofline=True),
+    Workload('infer', setup_infer, roofline=True, inference=True),
     Workload('match', setup_match, fast=True, no_grad=True),
     Workload('targets', setup_targets, fast=True, no_grad=True),
 )
