@@ -13,8 +13,10 @@ the output):
 
 - ``train``: one full training step as mmengine's ``BaseModel.train_step``
   runs it after the data preprocessor: forward, losses, ``parse_losses``,
-  backward, gradient clipping (L2, 0.1) and AdamW step, through the configs'
-  optimizer wrapper (with ``--amp``: ``AmpOptimWrapper`` on CUDA; on a CPU
+  backward, gradient clipping (L2, 0.1) and AdamW step, through each
+  config's own optimizer wrapper (mmdet's ``OptimWrapper``; mmdetr's
+  ``DeferredGradNormOptimWrapper``, its AdamW step in torch's fused kernel
+  where torch has one: ``FusedOptimWrapperConstructor``) (with ``--amp``: ``AmpOptimWrapper`` on CUDA; on a CPU
   bfloat16 autocast, for mmdetr through the ``BF16OptimWrapper`` of
   ``tools/train.py --amp``). Batch of 2 images of different sizes, padded.
 - ``infer``: ``model.predict`` (forward and detections) on one image, under
@@ -191,8 +193,8 @@ def main(argv=None):
 
     ref, optim_cfg = build_one('mmdet', device)
     weights = {k: v.detach().cpu() for k, v in ref.state_dict().items()}
-    ours, _ = build_one('mmdetr', device, weights)
-    bench = workloads.Bench(ref, ours, optim_cfg, args)
+    ours, our_optim_cfg = build_one('mmdetr', device, weights)
+    bench = workloads.Bench(ref, ours, optim_cfg, args, our_optim_cfg)
     del ref, ours  # the bench holds them; dropped before the memory rows
 
     rows, flops = [], {}

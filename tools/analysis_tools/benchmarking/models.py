@@ -42,7 +42,9 @@ def build_one(which: str, device: str, weights: dict = None):
 
     Returns:
         tuple[nn.Module, dict]: the model on ``device`` and the optimizer
-        wrapper config (mmdet's, for both: the same optimizer).
+        wrapper config of its own config (the same AdamW, clipping at 0.1
+        and backbone learning rate; mmdetr's in its own wrapper, with the
+        optimizer step in torch's fused kernel where torch has one).
     """
     from mmengine.registry import MODELS
     ref_cfg, our_cfg = model_configs()
@@ -60,7 +62,8 @@ def build_one(which: str, device: str, weights: dict = None):
             model = MODELS.build(copy.deepcopy(our_cfg.model))
         model.load_state_dict(
             convert_state_dict(weights, 'mmdet3'), strict=True)
-    return model.to(device), copy.deepcopy(ref_cfg.optim_wrapper)
+    cfg = ref_cfg if which == 'mmdet' else our_cfg
+    return model.to(device), copy.deepcopy(cfg.optim_wrapper)
 
 
 def build_optim(model, optim_cfg: dict, amp: bool, device: str,
@@ -76,7 +79,8 @@ def build_optim(model, optim_cfg: dict, amp: bool, device: str,
     elif amp and ours:
         from mmdetr.engine import BF16OptimWrapper
         cfg['type'] = BF16OptimWrapper
-    return build_optim_wrapper(model, cfg)
+    with DefaultScope.overwrite_default_scope('mmdet'):  # as the configs
+        return build_optim_wrapper(model, cfg)
 
 
 def autocast_context(amp: bool, device: str, optim_wrapper=None):

@@ -10,7 +10,7 @@ is not a time (a count or a size per model, like the peak memory) is a
 """
 import argparse
 from dataclasses import dataclass
-from typing import Any, Callable, List, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -22,11 +22,22 @@ Step = Callable[[], Any]
 
 @dataclass
 class Bench:
-    """The two models (the same weights) and the options."""
+    """The two models (the same weights) and the options.
+
+    ``optim_cfg`` is mmdet's optimizer wrapper config; ``mmdetr_optim_cfg``
+    mmdetr's (the same optimizer, gradient clipping and learning rates, in
+    mmdetr's wrapper and constructor), mmdet's when None."""
     mmdet: nn.Module
     mmdetr: nn.Module
     optim_cfg: dict
     args: argparse.Namespace
+    mmdetr_optim_cfg: Optional[dict] = None
+
+    def optim_cfg_of(self, model: nn.Module) -> dict:
+        """The optimizer wrapper config of ``model``'s own config."""
+        if model is self.mmdetr and self.mmdetr_optim_cfg is not None:
+            return self.mmdetr_optim_cfg
+        return self.optim_cfg
 
     @property
     def device(self) -> str:
@@ -125,7 +136,8 @@ def infer(model, data, amp: bool = False, device: str = 'cpu'):
 
 def setup_train(bench: Bench) -> Tuple[Step, Step]:
     """One training step on a padded batch of the two ``--train-sizes``
-    images; each model gets its own optimizer of the same config."""
+    images; each model gets the optimizer wrapper of its own config (the
+    same AdamW, clipping and learning rates)."""
     args = bench.args
     data = bench.mmdet.data_preprocessor(
         synthetic_batch(args.train_sizes, args.train_gts, bench.num_classes),
@@ -133,7 +145,8 @@ def setup_train(bench: Bench) -> Tuple[Step, Step]:
     steps = []
     for model in (bench.mmdet, bench.mmdetr):
         model.train()
-        optim = build_optim(model, bench.optim_cfg, args.amp, bench.device,
+        optim = build_optim(model, bench.optim_cfg_of(model), args.amp,
+                            bench.device,
                             ours=model is bench.mmdetr)
         steps.append(lambda m=model, o=optim: train_step(
             m, o, data, args.amp, bench.device))
@@ -285,7 +298,7 @@ def train_host_syncs(bench: Bench) -> Tuple[int, int]:
                            (bench.mmdetr,
                             'mmdetr.DeferredGradNormOptimWrapper')):
         model.train()
-        cfg = dict(bench.optim_cfg, type=wrapper)
+        cfg = dict(bench.optim_cfg_of(model), type=wrapper)
         with DefaultScope.overwrite_default_scope('mmdet'):  # as configs
             optim = build_optim(model, cfg, args.amp, bench.device,
                                 ours=model is bench.mmdetr)
