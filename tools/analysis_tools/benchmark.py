@@ -232,12 +232,12 @@ def main(argv=None):
         with tempfile.TemporaryDirectory() as tmp:
             path = osp.join(tmp, 'weights.pth')
             torch.save(weights, path)
-            peaks = [
+            memory_peaks = [
                 memory.peak_memory(which, args, path, osp.abspath(__file__))
                 for which in timing.MODELS
             ]
         values.append(
-            report.ValueRow('train peak memory', *peaks, unit='MiB',
+            report.ValueRow('train peak memory', *memory_peaks, unit='MiB',
                             scale=2**20))
 
     device_name = (torch.cuda.get_device_name(device) if
