@@ -5,7 +5,8 @@
 parameters and state-dict keys) that, for the call the transformer makes
 (``need_weights=False``, no ``attn_mask``), picks how to compute it:
 
-- training on a CPU with attention dropout (``fused_dropout``): torch has
+- training on a CPU with attention dropout (``fused_dropout``), in float32
+  or under bfloat16 autocast (then the maps in bfloat16): torch has
   no fused kernel with dropout there and falls back to a chain of separate
   operations (scores, mask, softmax, Bernoulli noise, its division, the
   product, each a new full-size map, and as many again backward);
@@ -31,7 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from mmdetr.models.precision import autocast_enabled_for
+from mmdetr.models.precision import (autocast_dtype, autocast_enabled_for,
+                                     float32_region)
 from .dropout import keep_mask, quantised
 from .weight_cache import cached_cast, cached_weights_dtype
 
@@ -132,12 +134,16 @@ def softmax_dropout_attention(mha: nn.MultiheadAttention,
     bias = None
     if key_padding_mask is not None:
         # a finite minimum, not -inf: a fully masked row stays finite
-        bias = query.new_zeros(bs, 1, 1, lk).masked_fill_(
+        bias = q.new_zeros(bs, 1, 1, lk).masked_fill_(
             key_padding_mask.view(bs, 1, 1, lk),
-            torch.finfo(query.dtype).min).expand(bs, heads, 1, lk).reshape(
+            torch.finfo(q.dtype).min).expand(bs, heads, 1, lk).reshape(
                 bs * heads, 1, lk)
-    out = SoftmaxDropoutAttention.apply(q, k, v, bias, mha.dropout,
-                                        generator)
+    # under autocast the projections gave autocast's dtype: the maps are
+    # computed in it, as autocast computes bmm, with autocast off inside
+    # (softmax and its backward on the reduced dtype, accumulated in float)
+    with float32_region(q):
+        out = SoftmaxDropoutAttention.apply(q, k, v, bias, mha.dropout,
+                                            generator)
     out = out.view(bs, heads, lq, head_dims).transpose(1, 2).reshape(
         bs, lq, dims)
     return mha.out_proj(out)
@@ -205,8 +211,10 @@ class FastMultiheadAttention(nn.MultiheadAttention):
                                                  key_padding_mask), None
         if (self.fused_dropout and self.training and self.dropout > 0
                 and query.device.type == 'cpu' and torch.is_grad_enabled()
-                and query.dtype in (torch.float32, torch.float64)
-                and not autocast_enabled_for('cpu')):
+                and (query.dtype in (torch.float32, torch.float64)
+                     if not autocast_enabled_for('cpu') else
+                     autocast_dtype('cpu') == torch.bfloat16
+                     and query.dtype in (torch.float32, torch.bfloat16))):
             return softmax_dropout_attention(self, query, key, value,
                                              key_padding_mask,
                                              self.generator), None

@@ -143,14 +143,15 @@ def test_fully_padded_row_stays_finite():
                                   'autocast'])
 def test_other_cases_are_torch_attention(case, monkeypatch):
     """Outside CPU training with dropout, the attention is exactly
-    nn.MultiheadAttention's (fused kernels)."""
+    nn.MultiheadAttention's (fused kernels); under autocast that is
+    evaluation."""
     calls = []
     monkeypatch.setattr(
         attention_module.SoftmaxDropoutAttention, 'apply',
         lambda *args: calls.append(1) or pytest.fail('custom path used'))
     mha = make_mha(dropout=0.0 if case == 'no_dropout' else 0.25,
                    dtype=torch.float32)
-    mha.train(case != 'eval')
+    mha.train(case not in ('eval', 'autocast'))
     query, key, value, mask = inputs(dtype=torch.float32)
     with torch.no_grad() if case == 'no_grad' else nullcontext(), (
             torch.autocast('cpu', dtype=torch.bfloat16)
@@ -165,6 +166,41 @@ def test_other_cases_are_torch_attention(case, monkeypatch):
             need_weights=False)[0]
     torch.testing.assert_close(ours, ref, rtol=0, atol=0)
     assert not calls
+
+
+def test_bfloat16_autocast_training_is_dropout_softmax_attention(
+        monkeypatch):
+    """Training under CPU bfloat16 autocast takes the one-pass path too,
+    its maps in bfloat16: the written-out attention in float32 with the
+    same noise, to bfloat16's precision, and gradients for every
+    parameter."""
+    calls = []
+    apply = SoftmaxDropoutAttention.apply
+
+    def counted(*args):
+        calls.append(args[0].dtype)
+        return apply(*args)
+
+    monkeypatch.setattr(attention_module.SoftmaxDropoutAttention, 'apply',
+                        counted)
+    mha = make_mha(dtype=torch.float32).train()
+    query, key, value, mask = inputs(dtype=torch.float32)
+    ref = reference(mha, query, key, value, mask, seed=3)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        # as the transformer calls it
+        ours = multi_head_attention(
+            mha, *(x.bfloat16() for x in (query, key, value)), mask,
+            generator=torch.Generator().manual_seed(3))
+        other = multi_head_attention(
+            mha, *(x.bfloat16() for x in (query, key, value)), mask,
+            generator=torch.Generator().manual_seed(4))
+    assert calls == [torch.bfloat16] * 2
+    assert ours.dtype == torch.bfloat16
+    torch.testing.assert_close(ours.float(), ref, rtol=0.05, atol=0.05)
+    assert (other.float() - ref).abs().max() > 0.1  # another draw
+    ours.float().square().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all()
+               and p.grad.abs().sum() > 0 for p in mha.parameters())
 
 
 def test_cpu_training_path_is_taken(monkeypatch):
