@@ -29,7 +29,7 @@ test_evaluator = val_evaluator
 
 # circle and square keep their trained classifier rows (copied by name),
 # hexagon starts fresh; everything else is the demo model's.
-load_from = 'work_dirs/detr_r18_shapes_demo/epoch_9.pth'
+load_from = 'work_dirs/detr_r18_shapes_demo/epoch_11.pth'
 
 # 5 epochs (625 iterations on 1000 images), lr step at 4, evaluated every
 # epoch so that the epoch reaching a given AP50 shows.
