@@ -23,7 +23,9 @@ class Tiny(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+        # no BatchNorm after the convolution: its bias would get a zero
+        # gradient, and Adam would amplify the rounding noise of that
+        self.backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
         self.head = nn.Linear(4, 2)
 
     def forward(self, x):
@@ -73,7 +75,7 @@ def test_same_groups_and_updates_as_the_default_constructor():
     plain = build_optim_wrapper(
         ref, optim_cfg('DefaultOptimWrapperConstructor'))
     groups = fused.optimizer.param_groups
-    assert len(groups) == len(plain.optimizer.param_groups) == 6
+    assert len(groups) == len(plain.optimizer.param_groups) == 4
     assert [g['lr'] for g in groups] == [
         g['lr'] for g in plain.optimizer.param_groups]
     assert all(g['fused'] is (True if CPU_FUSED else None) for g in groups)
