@@ -34,7 +34,7 @@ model = dict(
         panoptic_on=True,
         instance_on=True,
         panoptic=dict(threshold=0.3, min_area=4, crop_padding=False)))
-load_from = 'work_dirs/detr_r18_shapes_panoptic_boxes/epoch_9.pth'
+load_from = 'work_dirs/detr_r18_shapes_panoptic_boxes/epoch_16.pth'
 
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),
