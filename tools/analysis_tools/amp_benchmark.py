@@ -65,7 +65,7 @@ if _HERE not in sys.path:
 from benchmarking import roofline  # noqa: E402
 from benchmarking.memory import MMAP_THRESHOLD, _proc_status_kib  # noqa
 from benchmarking.models import ROOT  # noqa: E402
-from benchmarking.workloads import synthetic_batch  # noqa: E402
+from benchmarking.workloads import apply_quick, synthetic_batch  # noqa
 
 CONFIG = osp.join(ROOT, 'configs', 'detr_r50_8x2_150e_coco.py')
 NUM_CLASSES = 80
@@ -113,9 +113,7 @@ def parse_args(argv=None):
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.train_sizes = [(320, 427), (288, 384)]
-        args.infer_size = (320, 533)
-        args.repeats = min(args.repeats, 3)
+        apply_quick(args)
     if args.repeats < 1 or args.warmup < 0:
         parser.error('--repeats must be >= 1 and --warmup >= 0')
     from mmdetr.engine.amp import AmpUnsupportedError, check_amp

@@ -16,7 +16,8 @@ the output):
   backward, gradient clipping (L2, 0.1) and AdamW step, through each
   config's own optimizer wrapper (mmdet's ``OptimWrapper``; mmdetr's
   ``DeferredGradNormOptimWrapper``, its AdamW step in torch's fused kernel
-  where torch has one: ``FusedOptimWrapperConstructor``) (with ``--amp``: ``AmpOptimWrapper`` on CUDA; on a CPU
+  where torch has one: ``FusedOptimWrapperConstructor``) (with ``--amp``:
+  ``AmpOptimWrapper`` on CUDA; on a CPU
   bfloat16 autocast, for mmdetr through the ``BF16OptimWrapper`` of
   ``tools/train.py --amp``). Batch of 2 images of different sizes, padded.
 - ``infer``: ``model.predict`` (forward and detections) on one image, under
@@ -145,9 +146,7 @@ def parse_args(argv=None):
     parser.add_argument('--weights', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.train_sizes = [(320, 427), (288, 384)]
-        args.infer_size = (320, 533)
-        args.repeats = min(args.repeats, 3)
+        workloads.apply_quick(args)
         args.match_repeats = min(args.match_repeats, 10)
     for name in ('repeats', 'match_repeats', 'match_batch'):
         if getattr(args, name) < 1:

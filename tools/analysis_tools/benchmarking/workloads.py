@@ -71,6 +71,20 @@ class Workload:
     inference: bool = False
 
 
+#: ``--quick`` (a smoke run): these images and at most this many rounds
+QUICK_TRAIN_SIZES = ((320, 427), (288, 384))
+QUICK_INFER_SIZE = (320, 533)
+QUICK_REPEATS = 3
+
+
+def apply_quick(args: argparse.Namespace) -> None:
+    """``--quick`` of ``benchmark.py`` and ``amp_benchmark.py``: the small
+    images and at most :data:`QUICK_REPEATS` timed rounds."""
+    args.train_sizes = list(QUICK_TRAIN_SIZES)
+    args.infer_size = QUICK_INFER_SIZE
+    args.repeats = min(args.repeats, QUICK_REPEATS)
+
+
 # ------------------------------------------------------------------- data
 def synthetic_batch(sizes: Sequence[Tuple[int, int]], num_gts: int,
                     num_classes: int) -> dict:
