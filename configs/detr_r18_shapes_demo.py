@@ -47,7 +47,7 @@ model = dict(
 # after 7): one epoch at the low lr gives all of its gain (+0.11 AP), the
 # extra epochs go to the high lr. The fused AdamW step
 # (mmdetr/engine/fused_optimizer.py) made the steps fast enough for 11
-# epochs in the 15-minute budget: 833 s on 2 idle cores (docs/demo.md).
+# epochs in the 15-minute budget: 833-871 s on 2 idle cores (docs/demo.md).
 max_epochs = 11
 train_cfg = dict(max_epochs=max_epochs)
 param_scheduler = [
